@@ -41,6 +41,13 @@ export class ImageNotFoundError extends BhattiError {
   }
 }
 
+/** The caller may see the thing but not change it (e.g. deleting a system image as a user). */
+export class PermissionDeniedError extends BhattiError {
+  constructor(message: string) {
+    super('PERMISSION_DENIED', message);
+  }
+}
+
 /** The caller already has an image of that name. */
 export class ImageExistsError extends BhattiError {
   constructor(readonly imageName: string, detail = '') {
@@ -104,6 +111,13 @@ export class CorruptLayerError extends BhattiError {
 export class UnsafeLayerEntryError extends BhattiError {
   constructor(readonly digest: string, readonly entryPath: string, reason: string) {
     super('UNSAFE_LAYER_ENTRY', `layer ${digest}: entry "${entryPath}" ${reason}`);
+  }
+}
+
+/** A blob transfer kept breaking off or delivered the wrong number of bytes. */
+export class TransferError extends BhattiError {
+  constructor(readonly digest: string, message: string, options?: { cause?: unknown }) {
+    super('TRANSFER_FAILED', message, options);
   }
 }
 

@@ -1,0 +1,264 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { ImageExistsError, ImageNotFoundError, InvalidArgumentError, PermissionDeniedError, throwIfAborted, toBhattiError } from '../errors.js';
+import type { Ext4Builder } from '../ext4/types.js';
+import { flatten } from '../layers/flatten.js';
+import type { LayerInput } from '../layers/types.js';
+import { formatPlatform, hostPlatform, parsePlatform } from '../oci/platform.js';
+import { normaliseRuntimeConfig } from '../oci/manifest.js';
+import { parseReference } from '../oci/reference.js';
+import { RegistrySource } from '../oci/registry-source.js';
+import type { ImageSource, Platform, ResolvedImage } from '../oci/types.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { DataPaths } from '../storage/data-dir.js';
+import type { ImageRecord, MetadataStore } from '../storage/metadata-store.js';
+import type { TempArea } from '../storage/temp-area.js';
+import { publishFile, removeQuietly } from '../util/fs.js';
+import { Operation } from '../util/operation.js';
+import type { PullEvents, PullResult } from './events.js';
+import { fetchLayers } from './fetch-layers.js';
+import { toImageInfo, type ImageInfo } from './image-info.js';
+import { defaultImageName, lookupCandidates, validateImageName } from './names.js';
+
+/** Who is asking. `''` is the system (administrator) scope. */
+export interface Caller {
+  user: string;
+}
+
+export interface PullOptions extends Caller {
+  /** Local name; defaults to `<repository>:<tag>` from the reference. */
+  name?: string;
+  /** `os/arch[/variant]`; defaults to the host's linux platform. */
+  platform?: string;
+  /** Registry credentials, `user:token` or an object. */
+  auth?: string | { username: string; password: string };
+  /** Allow plain HTTP to a non-loopback registry. */
+  insecure?: boolean;
+  /** Replace an image of the same name made from another source, or rebuild an up-to-date one. */
+  force?: boolean;
+  /** Layers downloaded at once (default 3). */
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+export interface ImageStoreOptions {
+  paths: DataPaths;
+  metadata: MetadataStore;
+  blobs: BlobStore;
+  builder: Ext4Builder;
+  temp: TempArea;
+}
+
+/** Unreferenced image files younger than this may belong to a publish in progress elsewhere. */
+const ORPHAN_GRACE_MS = 10 * 60_000;
+
+function parseAuth(auth: PullOptions['auth']): { username: string; password: string } | undefined {
+  if (auth === undefined) return undefined;
+  if (typeof auth !== 'string') return auth;
+  const i = auth.indexOf(':');
+  if (i <= 0) throw new InvalidArgumentError(`invalid credentials "${auth.replace(/:.*/, ':…')}": expected user:token`);
+  return { username: auth.slice(0, i), password: auth.slice(i + 1) };
+}
+
+/**
+ * Images: pull, list, inspect, delete, with per-user scoping. Ownership is checked here,
+ * not in any front door, so the CLI, the server and embedders all get the same rules.
+ */
+export class ImageStore {
+  readonly #o: ImageStoreOptions;
+
+  constructor(opts: ImageStoreOptions) {
+    this.#o = opts;
+  }
+
+  /** Creates directories and removes what crashed operations left behind. */
+  async init(): Promise<void> {
+    await mkdir(this.#o.paths.imageStore, { recursive: true, mode: 0o700 });
+    await this.#o.temp.sweep();
+    const referenced = await this.#o.metadata.imageFiles();
+    for (const name of await readdir(this.#o.paths.imageStore)) {
+      const full = join(this.#o.paths.imageStore, name);
+      const rel = relative(this.#o.paths.root, full);
+      if (referenced.has(rel)) continue;
+      const st = await stat(full).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > ORPHAN_GRACE_MS) await removeQuietly(full);
+    }
+  }
+
+  /** Pulls an image from a registry and converts it to an ext4 root filesystem. */
+  pull(reference: string, opts: PullOptions): Operation<PullResult, PullEvents> {
+    return new Operation<PullResult, PullEvents>(async (emit) => {
+      const ref = parseReference(reference);
+      const name = validateImageName(opts.name ?? defaultImageName(ref.repository, ref.tag, ref.digest));
+      const platform: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+      const source = new RegistrySource(reference, { auth: parseAuth(opts.auth), insecure: opts.insecure });
+      emit('resolving', { reference: source.description });
+      return this.#build(source, { ...opts, name, platform, origin: 'pull' }, emit);
+    });
+  }
+
+  /** The shared pipeline for every image source: resolve → fetch layers → flatten → build ext4 → publish. */
+  async #build(
+    source: ImageSource,
+    opts: Caller & { name: string; platform: Platform; origin: string; force?: boolean; concurrency?: number; signal?: AbortSignal },
+    emit: <E extends keyof PullEvents>(event: E, ...args: Parameters<PullEvents[E]>) => void,
+  ): Promise<PullResult> {
+    const { metadata, blobs, builder, paths, temp } = this.#o;
+    const signal = opts.signal;
+    const resolved: ResolvedImage = await source.resolve({ platform: opts.platform, signal });
+    const totalBytes = resolved.layers.reduce((n, l) => n + l.size, 0);
+    emit('resolved', {
+      reference: resolved.reference,
+      digest: resolved.manifestDigest,
+      platform: formatPlatform(resolved.platform),
+      layers: resolved.layers.length,
+      totalBytes,
+    });
+
+    const existing = await metadata.getImage(opts.user, opts.name);
+    if (existing && !opts.force) {
+      if (existing.source !== resolved.reference) {
+        throw new ImageExistsError(opts.name, ` (by an image from ${existing.source})`);
+      }
+      if (existing.manifestDigest === resolved.manifestDigest) {
+        const result: PullResult = {
+          status: 'up-to-date',
+          image: toImageInfo(existing, opts.user),
+          downloadedLayers: 0,
+          cachedLayers: resolved.layers.length,
+          bytesDownloaded: 0,
+        };
+        emit('done', result);
+        return result;
+      }
+    }
+
+    const fetched = await fetchLayers(source, resolved.layers, blobs, metadata, {
+      signal,
+      concurrency: opts.concurrency,
+      onLayer: (e) => emit('layer', e),
+    });
+
+    throwIfAborted(signal);
+    emit('converting', { builder: builder.name });
+    const diffIds = resolved.config.rootfs?.diff_ids ?? [];
+    const inputs: LayerInput[] = resolved.layers.map((l, i) => ({
+      digest: l.digest,
+      diffId: diffIds[i],
+      open: () => blobs.open(l.digest),
+    }));
+    const work = await temp.create();
+    const id = randomUUID();
+    const finalPath = join(paths.imageStore, `${id}.ext4`);
+    let published = false;
+    try {
+      const tmpImage = join(work, 'rootfs.ext4');
+      const built = await builder.build(flatten(inputs, { signal }), tmpImage, {
+        signal,
+        tmpDir: work,
+        label: 'bhatti-rootfs',
+      });
+      throwIfAborted(signal);
+      await chmod(tmpImage, 0o600);
+      await publishFile(tmpImage, finalPath);
+      published = true;
+      const record: ImageRecord = {
+        id,
+        name: opts.name,
+        owner: opts.user,
+        source: resolved.reference,
+        origin: opts.origin,
+        manifestDigest: resolved.manifestDigest,
+        platform: resolved.platform,
+        config: normaliseRuntimeConfig(resolved.config),
+        layers: resolved.layers.map((l) => l.digest),
+        file: relative(paths.root, finalPath),
+        size: built.size,
+        fileDigest: built.digest,
+        createdAt: new Date(),
+      };
+      // A concurrent pull may have taken the name meanwhile: re-read right before the commit.
+      const current = await metadata.getImage(opts.user, opts.name);
+      if (current && current.id !== existing?.id) throw new ImageExistsError(opts.name);
+      await metadata.putImage(record, { replaceId: existing?.id });
+      if (existing) await removeQuietly(join(paths.root, existing.file));
+      const result: PullResult = {
+        status: existing ? 'updated' : 'pulled',
+        image: toImageInfo(record, opts.user),
+        downloadedLayers: fetched.downloaded,
+        cachedLayers: fetched.cached,
+        bytesDownloaded: fetched.bytesDownloaded,
+      };
+      emit('done', result);
+      return result;
+    } catch (err) {
+      if (published) await removeQuietly(finalPath);
+      throw toBhattiError(err, 'building the image');
+    } finally {
+      await removeQuietly(work);
+    }
+  }
+
+  /** Finds the record a caller means by `name`: their own first, then system images. */
+  async #resolve(name: string, caller: Caller): Promise<ImageRecord> {
+    const owners = caller.user === '' ? [''] : [caller.user, ''];
+    for (const owner of owners) {
+      for (const candidate of lookupCandidates(name)) {
+        const r = await this.#o.metadata.getImage(owner, candidate);
+        if (r) return r;
+      }
+    }
+    // The same message whether the image does not exist or belongs to someone else.
+    throw new ImageNotFoundError(name);
+  }
+
+  /** Images the caller can see: their own and the system's. */
+  async list(caller: Caller & { signal?: AbortSignal }): Promise<ImageInfo[]> {
+    throwIfAborted(caller.signal);
+    const owners = caller.user === '' ? [''] : [caller.user, ''];
+    const records = await this.#o.metadata.listImages(owners);
+    return records.map((r) => toImageInfo(r, caller.user));
+  }
+
+  async inspect(name: string, caller: Caller & { signal?: AbortSignal }): Promise<ImageInfo> {
+    throwIfAborted(caller.signal);
+    return toImageInfo(await this.#resolve(name, caller), caller.user);
+  }
+
+  /**
+   * Host path of an image file the caller may use (for engines that boot it).
+   * Images are never modified once published; engines must not write to this path.
+   */
+  async imagePath(name: string, caller: Caller & { signal?: AbortSignal }): Promise<string> {
+    throwIfAborted(caller.signal);
+    const r = await this.#resolve(name, caller);
+    return join(this.#o.paths.root, r.file);
+  }
+
+  /** Deletes one of the caller's own images (system images only in the system scope). */
+  async delete(name: string, caller: Caller & { signal?: AbortSignal }): Promise<ImageInfo> {
+    throwIfAborted(caller.signal);
+    const r = await this.#resolve(name, caller);
+    if (r.owner !== caller.user) throw new PermissionDeniedError(`image "${name}" is a system image; only an administrator can delete it`);
+    await this.#o.metadata.deleteImage(r.id);
+    await removeQuietly(join(this.#o.paths.root, r.file));
+    return toImageInfo(r, caller.user);
+  }
+
+  /** Removes cached blobs no image refers to. Returns the bytes freed. */
+  async pruneBlobs(opts: { signal?: AbortSignal } = {}): Promise<{ blobs: number; bytes: number }> {
+    const referenced = await this.#o.metadata.referencedBlobs();
+    let blobsRemoved = 0;
+    let bytes = 0;
+    for (const blob of await this.#o.metadata.listBlobs()) {
+      throwIfAborted(opts.signal);
+      if (referenced.has(blob.digest)) continue;
+      await this.#o.metadata.deleteBlob(blob.digest);
+      await this.#o.blobs.delete(blob.digest);
+      blobsRemoved++;
+      bytes += blob.size;
+    }
+    return { blobs: blobsRemoved, bytes };
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * @bhatti/core — run sandboxes as Linux microVMs booted from ext4 images.
+ * This file is the package's only public entry.
+ * @packageDocumentation
+ */
+
+export const VERSION = '0.1.0';
+
+export { Bhatti, type BhattiOptions } from './bhatti.js';
+export * from './errors.js';
+
+export { ImageStore, type Caller, type PullOptions, type ImageStoreOptions } from './images/image-store.js';
+export type { ImageInfo, ImageScope } from './images/image-info.js';
+export type { PullEvents, PullResult, PullStatus, LayerProgress } from './images/events.js';
+export { validateImageName } from './images/names.js';
+
+export type { MetadataStore, ImageRecord, BlobRecord } from './storage/metadata-store.js';
+export { KnexMetadataStore } from './storage/knex-metadata-store.js';
+export type { BlobStore, BlobOpener, IngestOptions, ProgressFn } from './storage/blob-store.js';
+export { FsBlobStore } from './storage/fs-blob-store.js';
+export { TempArea } from './storage/temp-area.js';
+export { defaultDataDir, dataPaths, type DataPaths } from './storage/data-dir.js';
+
+export type { Ext4Builder, Ext4BuildOptions, Ext4BuildResult } from './ext4/types.js';
+export { Mke2fsBuilder } from './ext4/mke2fs-builder.js';
+
+export type { TarEntry, TarHeader, EntryType, LayerInput } from './layers/types.js';
+export { flatten } from './layers/flatten.js';
+
+export type { ImageSource, ResolvedImage, Descriptor, Platform, RuntimeConfig, OciImageConfig, OpenBlobOptions } from './oci/types.js';
+export { parseReference } from './oci/reference.js';
+export { parsePlatform, formatPlatform, hostPlatform } from './oci/platform.js';
+export { RegistrySource } from './oci/registry-source.js';
+
+export { Operation } from './util/operation.js';

@@ -1,0 +1,58 @@
+import type { Knex } from 'knex';
+
+interface Migration {
+  name: string;
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/**
+ * Versioned schema migrations, kept in code (not a directory of files) so they survive
+ * bundling. Append only: never edit a migration that has shipped.
+ */
+const migrations: Migration[] = [
+  {
+    name: '001_images_blobs',
+    async up(knex) {
+      await knex.schema.createTable('images', (t) => {
+        t.string('id', 64).primary();
+        t.string('name', 255).notNullable();
+        t.string('owner', 255).notNullable();
+        t.text('source').notNullable();
+        t.string('origin', 32).notNullable();
+        t.string('manifest_digest', 100).notNullable();
+        t.string('platform', 64).notNullable();
+        t.text('config').notNullable();
+        t.text('file').notNullable();
+        t.bigInteger('size').notNullable();
+        t.string('file_digest', 100).notNullable();
+        t.bigInteger('created_at').notNullable();
+        t.unique(['owner', 'name']);
+      });
+      await knex.schema.createTable('blobs', (t) => {
+        t.string('digest', 100).primary();
+        t.bigInteger('size').notNullable();
+        t.string('media_type', 255).notNullable();
+        t.bigInteger('created_at').notNullable();
+      });
+      await knex.schema.createTable('image_layers', (t) => {
+        t.string('image_id', 64).notNullable().references('id').inTable('images').onDelete('CASCADE');
+        t.integer('position').notNullable();
+        t.string('digest', 100).notNullable();
+        t.primary(['image_id', 'position']);
+        t.index(['digest']);
+      });
+    },
+    async down(knex) {
+      await knex.schema.dropTable('image_layers');
+      await knex.schema.dropTable('blobs');
+      await knex.schema.dropTable('images');
+    },
+  },
+];
+
+export const migrationSource: Knex.MigrationSource<Migration> = {
+  getMigrations: async () => migrations,
+  getMigrationName: (m) => m.name,
+  getMigration: async (m) => m,
+};
