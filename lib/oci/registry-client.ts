@@ -78,23 +78,41 @@ export function isLoopbackHost(hostPort: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
-/** Parses `WWW-Authenticate` and returns the first challenge we can answer (Bearer preferred). */
+/**
+ * Parses `WWW-Authenticate` (RFC 7235: `Scheme k=v, k="v", Scheme2 …`) and returns the first
+ * challenge we can answer, Bearer preferred.
+ */
 export function parseChallenge(header: string | undefined): Challenge | undefined {
   if (!header) return undefined;
-  const found: Challenge[] = [];
-  // Challenges start with a scheme word followed by auth-params (k=v or k="v", comma-separated).
-  const re = /(?:^|,)\s*([A-Za-z][A-Za-z0-9_-]*)\s+((?:[A-Za-z0-9_-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,\s*(?=[A-Za-z0-9_-]+\s*=)|$|(?=,)))*)/g;
-  for (const m of header.matchAll(re)) {
-    const scheme = m[1]!.toLowerCase();
-    if (scheme !== 'bearer' && scheme !== 'basic') continue;
-    const params: Record<string, string> = {};
-    for (const p of m[2]!.matchAll(/([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g)) {
-      params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3]!;
+  const found: { scheme: string; params: Record<string, string> }[] = [];
+  const token = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+/;
+  let rest = header;
+  while (rest.length > 0) {
+    rest = rest.replace(/^[\s,]+/, '');
+    const word = token.exec(rest)?.[0];
+    if (!word) break;
+    rest = rest.slice(word.length);
+    const eq = /^\s*=\s*/.exec(rest);
+    if (eq && found.length > 0) {
+      // An auth-param of the current challenge.
+      rest = rest.slice(eq[0].length);
+      let value: string;
+      if (rest.startsWith('"')) {
+        const m = /^"((?:[^"\\]|\\.)*)"/.exec(rest);
+        if (!m) break;
+        value = m[1]!.replace(/\\(.)/g, '$1');
+        rest = rest.slice(m[0].length);
+      } else {
+        value = /^[^\s,]*/.exec(rest)![0];
+        rest = rest.slice(value.length);
+      }
+      found[found.length - 1]!.params[word.toLowerCase()] = value;
+    } else {
+      found.push({ scheme: word.toLowerCase(), params: {} });
     }
-    found.push({ scheme, params });
   }
-  if (found.length === 0 && /^\s*basic\s*$/i.test(header)) return { scheme: 'basic', params: {} };
-  return found.find((c) => c.scheme === 'bearer') ?? found[0];
+  const usable = found.filter((c): c is Challenge => c.scheme === 'bearer' || c.scheme === 'basic');
+  return usable.find((c) => c.scheme === 'bearer') ?? usable[0];
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -139,7 +157,7 @@ const NETWORK_REASONS: Record<string, string> = {
 };
 
 /** Network errors worth another try; a missing DNS name or a bad certificate will not heal. */
-const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_GOT_REQUEST_ERROR']);
+const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 function errCode(err: unknown): string {
   const e = err as { code?: string; cause?: { code?: string } } | undefined;
@@ -180,7 +198,6 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly userAgent: string;
   private pinged?: Promise<Scheme>;
-  private scheme?: Scheme;
   /** Last challenge seen; null when `/v2/` answered 200 without one. */
   private challenge?: Challenge | null;
   private readonly tokens = new Map<string, { token: string; expires: number }>();
@@ -282,7 +299,7 @@ export class RegistryClient {
   }
 
   /** Awaits `p`, translating stream and network errors into typed ones. */
-  private async guard<T>(p: Promise<T>, signal: AbortSignal | undefined, context: string): Promise<T> {
+  private async guard<T>(p: Promise<T>, signal: AbortSignal | undefined, context?: string): Promise<T> {
     try {
       return await p;
     } catch (err) {
@@ -394,7 +411,6 @@ export class RegistryClient {
       throw new RegistryError(this.registry, `registry ${this.registry} is unavailable (/v2/ answered ${res.statusCode})`);
     }
     // Other answers (403 from some proxies) are left to the real request to explain.
-    this.scheme = scheme;
     return scheme;
   }
 
@@ -470,9 +486,9 @@ export class RegistryClient {
         let sent = await this.sendWithRetries(url, { ...extra, ...(await this.authHeader(repository, signal)) }, signal, scheme);
         if (sent.res.statusCode === 401) {
           const fresh = parseChallenge(sent.res.headers['www-authenticate']);
-          const hadAuth = this.challenge != null && (this.challenge.scheme === 'bearer' || this.auth !== undefined);
-          const changed = fresh && (this.challenge == null || JSON.stringify(fresh) !== JSON.stringify(this.challenge));
-          if (fresh && (changed || !hadAuth)) {
+          // Retry only if the next try can differ: a new challenge, or a bearer token to renew.
+          const changed = fresh && JSON.stringify(fresh) !== JSON.stringify(this.challenge);
+          if (fresh && (changed || fresh.scheme === 'bearer')) {
             sent.body.destroy();
             this.challenge = fresh;
             this.tokens.delete(`repository:${repository}:pull`);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything bhatti and its tests need on Debian/Ubuntu, then builds.
+# Idempotent; needs root for apt. Used by the README, scripts/demo.sh and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  e2fsprogs tar gzip zstd           # ext4 building and layer formats
+  docker-registry skopeo umoci      # real registry and image tools for tests, demo and benchmark
+  busybox-static mmdebstrap attr    # test and demo image contents
+  apache2-utils jq                  # htpasswd for the auth-registry tests; jq for fixture oracles
+  time                              # GNU time for the benchmark's peak RSS
+  python3 make g++                  # sqlite3 compiles from source when no prebuilt binary is reachable
+)
+missing=()
+for p in "${packages[@]}"; do
+  [[ $p == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+npm ci --no-audit --no-fund
+npm run build

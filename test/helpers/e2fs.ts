@@ -1,0 +1,314 @@
+/**
+ * Oracle helpers over real e2fsprogs: `e2fsck -fn` judges an image, `debugfs` reads it back.
+ * debugfs reports most errors on stderr with exit status 0, so every call checks stderr too.
+ * Paths are passed double-quoted (debugfs's parser handles spaces and UTF-8 that way); a path
+ * debugfs cannot quote (it contains `"` or a newline) is resolved by walking `ls -p` listings.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { ExpectedEntry } from './fixtures.js';
+
+const execFileP = promisify(execFile);
+
+export type E2Type = 'file' | 'dir' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket';
+
+export interface E2Stat {
+  ino: number;
+  type: E2Type;
+  /** Permission bits including setuid/setgid/sticky. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  links: number;
+  /** Seconds since the epoch (low 32 bits plus the extra epoch bits when present). */
+  mtime: number;
+  /** Symlinks only: the target, whether stored in the inode or in a block. */
+  target?: string;
+  /** Devices only. */
+  major?: number;
+  minor?: number;
+  /** The raw `stat` text, for assertions this parser does not cover. */
+  raw: string;
+}
+
+export class DebugfsError extends Error {
+  constructor(
+    message: string,
+    readonly notFound = false,
+  ) {
+    super(message);
+    this.name = 'DebugfsError';
+  }
+}
+
+const TYPES: Record<string, E2Type> = {
+  regular: 'file',
+  directory: 'dir',
+  symlink: 'symlink',
+  FIFO: 'fifo',
+  'character special': 'char',
+  'block special': 'block',
+  socket: 'socket',
+};
+
+/** Runs one debugfs request read-only; throws on anything it printed to stderr but its banner. */
+async function debugfs(image: string, request: string): Promise<Buffer> {
+  let res: { stdout: Buffer; stderr: Buffer };
+  try {
+    res = await execFileP('debugfs', ['-R', request, image], { encoding: 'buffer', maxBuffer: 1 << 30 });
+  } catch (err) {
+    const e = err as { stderr?: Buffer; message: string };
+    throw new DebugfsError(`debugfs -R '${request}' ${image}: ${e.stderr?.toString().trim() || e.message}`);
+  }
+  const errors = res.stderr
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l.trim() && !/^debugfs \d/.test(l));
+  if (errors.length) {
+    const msg = errors.join('; ');
+    throw new DebugfsError(`debugfs -R '${request}': ${msg}`, /File not found by ext2_lookup/.test(msg));
+  }
+  return res.stdout;
+}
+
+interface LsEntry {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  name: string;
+}
+
+/** `ls -p` prints `/ino/mode/uid/gid/name/size/` per entry; names cannot contain `/`. */
+async function lsRaw(image: string, dirSpec: string): Promise<LsEntry[]> {
+  const out = (await debugfs(image, `ls -p ${dirSpec}`)).toString('utf8');
+  const entries: LsEntry[] = [];
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('/')) continue;
+    const f = line.split('/');
+    // ['', ino, mode, uid, gid, name, size, '']
+    if (f.length < 8) continue;
+    entries.push({ ino: Number(f[1]), mode: parseInt(f[2]!, 8), uid: Number(f[3]), gid: Number(f[4]), name: f.slice(5, -2).join('/') });
+  }
+  return entries;
+}
+
+/** A debugfs file spec for `path`: `"path"` when quotable, else `<ino>` found by walking. */
+async function spec(image: string, path: string): Promise<string> {
+  if (!path.startsWith('/')) path = '/' + path;
+  if (!/["\n\r]/.test(path)) return `"${path}"`;
+  let ino = 2; // root
+  for (const part of path.split('/').filter(Boolean)) {
+    const hit = (await lsRaw(image, `<${ino}>`)).find((e) => e.name === part);
+    if (!hit) throw new DebugfsError(`${path}: File not found by ext2_lookup`, true);
+    ino = hit.ino;
+  }
+  return `<${ino}>`;
+}
+
+function field(raw: string, re: RegExp, what: string): string {
+  const m = raw.match(re);
+  if (!m) throw new DebugfsError(`cannot parse ${what} from debugfs stat output:\n${raw}`);
+  return m[1]!;
+}
+
+/** `debugfs stat`, parsed. Throws DebugfsError (notFound = true) when the path does not exist. */
+export async function stat(image: string, path: string): Promise<E2Stat> {
+  const s = await spec(image, path);
+  const raw = (await debugfs(image, `stat ${s}`)).toString('utf8');
+  const typeName = field(raw, /Type:\s+(.+?)\s+Mode:/, 'type');
+  const type = TYPES[typeName];
+  if (!type) throw new DebugfsError(`unknown inode type ${JSON.stringify(typeName)} for ${path}`);
+  const mtimeHex = raw.match(/\bmtime: 0x([0-9a-f]+):([0-9a-f]+)/);
+  let mtime = mtimeHex ? parseInt(mtimeHex[1]!, 16) : 0;
+  // Extra field: low 2 bits extend the epoch beyond 2038.
+  if (mtimeHex) mtime += (parseInt(mtimeHex[2]!, 16) & 3) * 2 ** 32;
+  const st: E2Stat = {
+    ino: Number(field(raw, /Inode:\s+(\d+)/, 'inode')),
+    type,
+    mode: parseInt(field(raw, /Mode:\s+(\d+)/, 'mode'), 8),
+    uid: Number(field(raw, /User:\s+(\d+)/, 'uid')),
+    gid: Number(field(raw, /Group:\s+(\d+)/, 'gid')),
+    size: Number(field(raw, /Size:\s+(\d+)/, 'size')),
+    links: Number(field(raw, /Links:\s+(\d+)/, 'links')),
+    mtime,
+    raw,
+  };
+  if (type === 'symlink') {
+    const fast = raw.match(/Fast link dest: "([\s\S]*)"\n/);
+    // A target too long for the inode sits in a data block; `cat` of the inode reads it.
+    st.target = fast ? fast[1]! : (await debugfs(image, `cat <${st.ino}>`)).subarray(0, st.size).toString('utf8');
+  }
+  if (type === 'char' || type === 'block') {
+    const m = raw.match(/Device major\/minor number: (\d+):(\d+)/);
+    if (m) {
+      st.major = Number(m[1]);
+      st.minor = Number(m[2]);
+    }
+  }
+  return st;
+}
+
+/** True when `path` exists (symlinks are not followed). */
+export async function exists(image: string, path: string): Promise<boolean> {
+  try {
+    await stat(image, path);
+    return true;
+  } catch (err) {
+    if (err instanceof DebugfsError && err.notFound) return false;
+    throw err;
+  }
+}
+
+/** File content, byte-exact (debugfs writes the data to stdout, its banner to stderr). */
+export async function cat(image: string, path: string): Promise<Buffer> {
+  const st = await stat(image, path);
+  if (st.type !== 'file') throw new DebugfsError(`${path} is a ${st.type}, not a regular file`);
+  const out = await debugfs(image, `cat <${st.ino}>`);
+  if (out.length !== st.size) throw new DebugfsError(`${path}: read ${out.length} bytes, inode says ${st.size}`);
+  return out;
+}
+
+/** Symlink target. */
+export async function readlink(image: string, path: string): Promise<string> {
+  const st = await stat(image, path);
+  if (st.type !== 'symlink') throw new DebugfsError(`${path} is a ${st.type}, not a symlink`);
+  return st.target!;
+}
+
+/** Names in a directory, without `.` and `..`, sorted. */
+export async function ls(image: string, dir: string): Promise<string[]> {
+  const entries = await lsRaw(image, await spec(image, dir));
+  return entries
+    .map((e) => e.name)
+    .filter((n) => n !== '.' && n !== '..')
+    .sort();
+}
+
+/**
+ * Extended attributes of `path`. debugfs prints text values quoted and binary ones as hex bytes;
+ * both come back as Buffers.
+ */
+export async function xattrs(image: string, path: string): Promise<Record<string, Buffer>> {
+  const out = (await debugfs(image, `ea_list ${await spec(image, path)}`)).toString('utf8');
+  const res: Record<string, Buffer> = {};
+  for (const line of out.split('\n')) {
+    // `  user.k (2) = "v1"` or `  user.b (4) = 00 01 02 ff `
+    const m = line.match(/^\s+(\S+) \((\d+)\)(?: = (.*))?$/);
+    if (!m) continue;
+    const len = Number(m[2]);
+    const v = (m[3] ?? '').trimEnd();
+    if (v.startsWith('"')) res[m[1]!] = Buffer.from(unescapeDebugfs(v.slice(1, -1)), 'latin1').subarray(0, len);
+    else res[m[1]!] = Buffer.from(v.split(/\s+/).filter(Boolean).map((h) => parseInt(h, 16)));
+  }
+  return res;
+}
+
+/** debugfs escapes non-printable bytes in quoted values as octal `\ooo`. */
+function unescapeDebugfs(s: string): string {
+  // Keep UTF-8 bytes intact: reinterpret the printed text as bytes, then decode escapes.
+  const bytes = Buffer.from(s, 'utf8').toString('latin1');
+  return bytes.replace(/\\([0-7]{3}|\\|")/g, (_, x: string) => (x.length === 3 ? String.fromCharCode(parseInt(x, 8)) : x));
+}
+
+/** `e2fsck -fn`: a forced, read-only check. ok means exit status 0 (no problems found). */
+export async function fsck(image: string): Promise<{ ok: boolean; code: number; output: string }> {
+  try {
+    const { stdout, stderr } = await execFileP('e2fsck', ['-fn', image]);
+    return { ok: true, code: 0, output: stdout + stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string; message: string };
+    if (typeof e.code !== 'number') throw err;
+    return { ok: false, code: e.code, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+/** Every path in the image (`/a/b`), depth first, without lost+found. Symlinks are not followed. */
+export async function walk(image: string, dir = '/'): Promise<string[]> {
+  const out: string[] = [];
+  const visit = async (ino: number, prefix: string): Promise<void> => {
+    for (const e of await lsRaw(image, `<${ino}>`)) {
+      if (e.name === '.' || e.name === '..' || (prefix === '' && e.name === 'lost+found')) continue;
+      const p = `${prefix}/${e.name}`;
+      out.push(p);
+      if ((e.mode & 0o170000) === 0o040000) await visit(e.ino, p);
+    }
+  };
+  await visit(dir === '/' ? 2 : (await stat(image, dir)).ino, dir === '/' ? '' : dir.replace(/\/$/, ''));
+  return out;
+}
+
+export interface ExpectedTree {
+  entries: Record<string, ExpectedEntry>;
+  hardlinks?: string[][];
+  absent?: string[];
+}
+
+/**
+ * Compares an ext4 image with an expected tree (see test/helpers/fixtures.ts) through debugfs and
+ * returns one line per difference; an empty array means they match. Checks type, mode, owner,
+ * link count, size and sha256 of files, symlink targets, device numbers, user.* xattrs, mtimes
+ * (unless `mtime: false`), shared inodes of hardlink groups, absent paths and unexpected extras.
+ */
+export async function compareTree(
+  image: string,
+  expected: ExpectedTree,
+  opts: { mtime?: boolean; xattrs?: boolean; extras?: boolean } = {},
+): Promise<string[]> {
+  const diffs: string[] = [];
+  const inos = new Map<string, number>();
+  for (const [path, want] of Object.entries(expected.entries)) {
+    let got: E2Stat;
+    try {
+      got = await stat(image, path);
+    } catch (err) {
+      diffs.push(`${path}: ${(err as Error).message}`);
+      continue;
+    }
+    inos.set(path, got.ino);
+    const cmp = (what: string, a: unknown, b: unknown) => {
+      if (a !== b) diffs.push(`${path}: ${what} is ${String(a)}, expected ${String(b)}`);
+    };
+    cmp('type', got.type, want.type);
+    if (got.type !== want.type) continue;
+    // ext4 ignores symlink permission bits in practice; tar writers disagree on them.
+    if (want.type !== 'symlink') cmp('mode', got.mode.toString(8), want.mode.toString(8));
+    cmp('uid', got.uid, want.uid);
+    cmp('gid', got.gid, want.gid);
+    cmp('links', got.links, want.nlink);
+    if (opts.mtime !== false && want.mtime !== undefined) cmp('mtime', got.mtime, want.mtime);
+    if (want.type === 'file') {
+      cmp('size', got.size, want.size);
+      if (want.sha256) {
+        const data = await debugfs(image, `cat <${got.ino}>`);
+        cmp('sha256', createHash('sha256').update(data).digest('hex'), want.sha256);
+      }
+    }
+    if (want.type === 'symlink') cmp('target', got.target, want.target);
+    if (want.type === 'char' || want.type === 'block') {
+      cmp('major', got.major, want.major);
+      cmp('minor', got.minor, want.minor);
+    }
+    if (opts.xattrs !== false && want.type !== 'symlink') {
+      const have = Object.fromEntries(
+        Object.entries(await xattrs(image, path))
+          .filter(([k]) => k.startsWith('user.'))
+          .map(([k, v]) => [k, v.toString('utf8')]),
+      );
+      cmp('user xattrs', JSON.stringify(have), JSON.stringify(want.xattrs ?? {}));
+    }
+  }
+  for (const group of expected.hardlinks ?? []) {
+    const set = new Set(group.map((p) => inos.get(p)));
+    if (set.size !== 1) diffs.push(`hardlink group ${group.join(', ')}: inodes ${[...set].join(', ')}`);
+  }
+  for (const path of expected.absent ?? []) {
+    if (await exists(image, path)) diffs.push(`${path}: exists, expected absent`);
+  }
+  if (opts.extras !== false) {
+    for (const path of await walk(image)) if (!(path in expected.entries)) diffs.push(`${path}: unexpected entry`);
+  }
+  return diffs;
+}
