@@ -24,16 +24,19 @@ export interface Mke2fsBuilderOptions {
   /** Paths or names of the tools (default: found on PATH). */
   tar?: string;
   mke2fs?: string;
+  debugfs?: string;
 }
 
 export class Mke2fsBuilder implements Ext4Builder {
   readonly name = 'mke2fs';
   private readonly tar: string;
   private readonly mke2fs: string;
+  private readonly debugfs: string;
 
   constructor(opts: Mke2fsBuilderOptions = {}) {
     this.tar = opts.tar ?? 'tar';
     this.mke2fs = opts.mke2fs ?? 'mke2fs';
+    this.debugfs = opts.debugfs ?? 'debugfs';
   }
 
   async build(entries: AsyncIterable<TarEntry>, outPath: string, opts: Ext4BuildOptions): Promise<Ext4BuildResult> {
@@ -66,6 +69,8 @@ export class Mke2fsBuilder implements Ext4Builder {
           if (attempt >= 3 || !(err instanceof ToolError) || !FS_TOO_SMALL.test(err.message)) throw err;
         }
       }
+      const rootMode = stats.root ? stats.root.mode & 0o7777 : 0o755;
+      if (rootMode !== 0o755) await this.setRootMode(outPath, rootMode, signal);
       await syncFile(outPath);
       const digest = await sha256File(outPath, signal);
       return { size: (await stat(outPath)).size, digest, contentBytes: stats.contentBytes, entries: stats.entries };
@@ -90,12 +95,12 @@ export class Mke2fsBuilder implements Ext4Builder {
       '--same-permissions',
       '--xattrs',
       '--xattrs-include=*',
-      '--no-overwrite-dir',
       '--delay-directory-restore',
     ];
     const tar = runTool(this.tar, args, {
       signal: opts.signal,
       stdin: 'pipe',
+      pkg: 'tar',
       failure: (code, stderr) =>
         /No space left on device/i.test(stderr)
           ? new DiskFullError(opts.tmpDir)
@@ -140,12 +145,26 @@ export class Mke2fsBuilder implements Ext4Builder {
     args.push('-E', `root_owner=${rootOwner}`, '-d', root, outPath, `${size / 1024}k`);
     const run = runTool(this.mke2fs, args, {
       signal,
+      pkg: 'e2fsprogs',
       failure: (code, stderr) =>
         /No space left on device/i.test(stderr) && !FS_TOO_SMALL.test(stderr)
           ? new DiskFullError(outPath)
           : new ToolError('mke2fs', `mke2fs failed (exit ${code}) for a ${size}-byte image: ${lastLine(stderr)}`),
     });
     await run.done;
+  }
+
+  /** mke2fs -d gives the root directory mode 0755 whatever the source; set the image's own. */
+  private async setRootMode(outPath: string, mode: number, signal?: AbortSignal): Promise<void> {
+    const run = runTool(this.debugfs, ['-w', '-R', `set_inode_field / mode 0${(0o40000 | mode).toString(8)}`, outPath], {
+      signal,
+      pkg: 'e2fsprogs',
+      failure: (code, stderr) => new ToolError('debugfs', `debugfs could not set the root mode (exit ${code}): ${lastLine(stderr)}`),
+    });
+    const { stderr } = await run.done;
+    // debugfs reports failures on stderr with exit status 0; its only normal output there is the version banner.
+    const problem = stderr.split('\n').find((l) => l.trim() && !l.startsWith('debugfs '));
+    if (problem) throw new ToolError('debugfs', `debugfs could not set the root mode: ${problem.trim()}`);
   }
 }
 

@@ -8,9 +8,6 @@ export interface ToolRun {
   done: Promise<{ stderr: string }>;
 }
 
-/** Debian packages that provide each tool, for the "install it" hint. */
-const PACKAGES: Record<string, string> = { tar: 'tar', mke2fs: 'e2fsprogs', e2fsck: 'e2fsprogs', debugfs: 'e2fsprogs' };
-
 /**
  * Starts `cmd args`. `failure(code, stderr)` turns a non-zero exit into the error to throw
  * (e.g. DiskFullError); stderr keeps only its last few KiB.
@@ -22,6 +19,8 @@ export function runTool(
     signal?: AbortSignal;
     stdin?: 'pipe' | 'ignore';
     cwd?: string;
+    /** Debian package that provides the tool, for the "install it" hint. */
+    pkg: string;
     failure: (code: number | null, stderr: string) => Error;
   },
 ): ToolRun {
@@ -43,8 +42,7 @@ export function runTool(
     child.once('close', (code) => {
       opts.signal?.removeEventListener('abort', onAbort);
       if (spawnError?.code === 'ENOENT') {
-        const pkg = PACKAGES[cmd] ?? cmd;
-        reject(new ToolError(cmd, `${cmd} is not installed; install the Debian package "${pkg}"`, { kind: 'user' }));
+        reject(new ToolError(cmd, `${cmd} is not installed; install the Debian package "${opts.pkg}"`, { kind: 'user' }));
       } else if (opts.signal?.aborted) reject(new AbortedError());
       else if (spawnError) reject(new ToolError(cmd, `could not run ${cmd}: ${spawnError.message}`, { cause: spawnError }));
       else if (code !== 0) reject(opts.failure(code, stderr.trim()));

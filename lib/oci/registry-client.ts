@@ -439,14 +439,11 @@ export class RegistryClient {
     url.searchParams.set('scope', scope);
     const headers: Record<string, string> = {};
     if (this.auth) headers.authorization = this.basic();
-    let sent: Sent;
-    try {
-      sent = await this.sendWithRetries(url.toString(), headers, signal, url.protocol === 'https:' ? 'https' : 'http');
-    } catch (err) {
-      const e = this.mapError(err, signal, `fetching a token from ${url.host}`);
-      throw e;
-    }
-    const { res, body } = sent;
+    const { res, body } = await this.guard(
+      this.sendWithRetries(url.toString(), headers, signal, url.protocol === 'https:' ? 'https' : 'http'),
+      signal,
+      `fetching a token from ${url.host}`,
+    );
     if (res.statusCode === 401 || res.statusCode === 403) {
       body.destroy();
       throw new RegistryAuthError(

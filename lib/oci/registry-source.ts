@@ -12,7 +12,7 @@ import {
   parseManifest,
   type ParsedImageManifest,
 } from './manifest.js';
-import { formatPlatform, platformMatches, selectPlatform } from './platform.js';
+import { formatPlatform, normalisePlatform, platformMatches, selectPlatform } from './platform.js';
 import { manifestRef, parseReference, type ImageReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import type { Descriptor, ImageSource, OpenBlobOptions, Platform, ResolvedImage } from './types.js';
@@ -81,7 +81,8 @@ export class RegistrySource implements ImageSource {
       manifestDigest: fetched.digest,
       ...(indexDigest ? { indexDigest } : {}),
       mediaType: manifest.mediaType,
-      platform: chosenPlatform ?? declared ?? platform,
+      // Canonical spelling, so stored platforms compare equal however the image wrote them.
+      platform: normalisePlatform(chosenPlatform ?? declared ?? platform),
       configDescriptor: manifest.config,
       config,
       layers: manifest.layers,

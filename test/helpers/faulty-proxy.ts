@@ -42,7 +42,9 @@ export async function startFaultyProxy(upstream: string, faults: FaultOptions = 
           upRes.pipe(res);
           return;
         }
-        const cutThis = f.cutAfter !== undefined && (f.cutTimes === undefined || cuts < f.cutTimes);
+        // Only a response long enough to be cut counts against cutTimes.
+        const length0 = Number(upRes.headers['content-length'] ?? 0);
+        const cutThis = f.cutAfter !== undefined && length0 > f.cutAfter && (f.cutTimes === undefined || cuts < f.cutTimes);
         if (cutThis) cuts++;
         const length = Number(upRes.headers['content-length'] ?? 0);
         let sent = 0;
@@ -60,13 +62,13 @@ export async function startFaultyProxy(upstream: string, faults: FaultOptions = 
             return;
           }
           sent += out.length;
-          if (!res.write(out)) {
+          const flushed = res.write(out);
+          if (!flushed || f.throttle) {
             upRes.pause();
-            res.once('drain', () => upRes.resume());
-          }
-          if (f.throttle) {
-            upRes.pause();
-            setTimeout(() => upRes.resume(), (out.length / f.throttle) * 1000);
+            const delay = f.throttle ? (out.length / f.throttle) * 1000 : 0;
+            const resume = () => setTimeout(() => upRes.resume(), delay);
+            if (flushed) resume();
+            else res.once('drain', resume);
           }
         });
         upRes.on('end', () => res.end());
