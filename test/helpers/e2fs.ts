@@ -139,7 +139,7 @@ function parseStat(raw: string, path: string): E2Stat {
     mtime,
     raw,
   };
-  const fast = raw.match(/Fast link dest: "([\s\S]*)"\n/);
+  const fast = raw.match(/^Fast link dest: "(.*)"$/m);
   if (type === 'symlink' && fast) st.target = fast[1]!;
   if (type === 'char' || type === 'block') {
     const m = raw.match(/Device major\/minor number: (\d+):(\d+)/);

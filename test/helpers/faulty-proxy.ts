@@ -56,9 +56,16 @@ export async function startFaultyProxy(upstream: string, faults: FaultOptions = 
             out[i] = out[i]! ^ 0xff;
           }
           if (cutThis && sent + out.length >= f.cutAfter!) {
+            // Deliver exactly cutAfter bytes, give the client time to consume them, then drop the connection.
             res.write(out.subarray(0, Math.max(0, f.cutAfter! - sent)));
-            upRes.destroy();
-            res.destroy();
+            sent = f.cutAfter!;
+            upRes.removeAllListeners('data');
+            upRes.removeAllListeners('end');
+            upRes.pause();
+            setTimeout(() => {
+              upRes.destroy();
+              res.destroy();
+            }, 300);
             return;
           }
           sent += out.length;
