@@ -18,7 +18,7 @@ export function shortDigest(digest: string): string {
 
 export function formatAge(date: Date, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - date.getTime()) / 1000));
-  if (s < 60) return `${s} seconds ago`;
+  if (s < 60) return `${s} second${s === 1 ? "" : "s"} ago`;
   const m = Math.round(s / 60);
   if (m < 60) return `${m} minute${m === 1 ? '' : 's'} ago`;
   const h = Math.round(m / 60);

@@ -1,7 +1,6 @@
 /**
  * @bhatti/core — run sandboxes as Linux microVMs booted from ext4 images.
  * This file is the package's only public entry.
- * @packageDocumentation
  */
 
 export const VERSION = '0.1.0';
@@ -22,14 +21,15 @@ export { TempArea } from './storage/temp-area.js';
 export { defaultDataDir, dataPaths, type DataPaths } from './storage/data-dir.js';
 
 export type { Ext4Builder, Ext4BuildOptions, Ext4BuildResult } from './ext4/types.js';
-export { Mke2fsBuilder } from './ext4/mke2fs-builder.js';
+export { Mke2fsBuilder, type Mke2fsBuilderOptions } from './ext4/mke2fs-builder.js';
 
 export type { TarEntry, TarHeader, EntryType, LayerInput } from './layers/types.js';
-export { flatten } from './layers/flatten.js';
+export { flatten, flattenToTar, type FlattenOptions } from './layers/flatten.js';
 
 export type { ImageSource, ResolvedImage, Descriptor, Platform, RuntimeConfig, OciImageConfig, OpenBlobOptions } from './oci/types.js';
-export { parseReference } from './oci/reference.js';
+export { parseReference, type ImageReference } from './oci/reference.js';
 export { parsePlatform, formatPlatform, hostPlatform } from './oci/platform.js';
-export { RegistrySource } from './oci/registry-source.js';
+export { RegistrySource, type RegistrySourceOptions } from './oci/registry-source.js';
+export { RegistryClient, type RegistryClientOptions, type RegistryCredentials, type ManifestResponse, type RequestOptions } from './oci/registry-client.js';
 
-export { Operation } from './util/operation.js';
+export { Operation, TypedEventEmitter, type EventMap, type TypedEmitter } from './util/operation.js';

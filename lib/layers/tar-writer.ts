@@ -11,10 +11,11 @@ const ZERO_BLOCKS = Buffer.alloc(2 * BLOCK);
 // eslint-disable-next-line no-control-regex
 const ASCII = /^[\x01-\x7f]*$/;
 
-/** The tar name of an entry: directories end in `/`, the root is `./`. */
+/** The tar name of an entry: directories end in `/`, the root is `./`. Accepts raw names (`./a/`) too. */
 function tarName(h: TarHeader): string {
-  if (h.name === '.' || h.name === '') return './';
-  return h.type === 'directory' ? `${h.name}/` : h.name;
+  const name = h.name.replace(/\/+$/, '');
+  if (name === '.' || name === '') return './';
+  return h.type === 'directory' ? `${name}/` : name;
 }
 
 /** Splits a long ASCII path into ustar prefix + name at a `/`, if possible. */
@@ -97,7 +98,9 @@ export function encodeHeader(h: TarHeader): Buffer {
   if (!fitsOctal(h.uid, 8)) records.push(paxRecord('uid', String(h.uid)));
   if (!fitsOctal(h.gid, 8)) records.push(paxRecord('gid', String(h.gid)));
   const seconds = Math.floor(h.mtime.getTime() / 1000);
-  if (!fitsOctal(seconds, 12)) records.push(paxRecord('mtime', String(h.mtime.getTime() / 1000)));
+  // Sub-second times only survive through pax (ext4 keeps them).
+  const ms = h.mtime.getTime();
+  if (!fitsOctal(seconds, 12) || ms % 1000 !== 0) records.push(paxRecord('mtime', (ms / 1000).toFixed(3)));
   let uname = h.uname ?? '';
   let gname = h.gname ?? '';
   if (Buffer.byteLength(uname) > 31 || !ASCII.test(uname)) {

@@ -3,8 +3,9 @@ import type * as TE from 'typed-emitter';
 
 /** Event name → listener signature. */
 export type EventMap = TE.EventMap;
-type TypedEmitter<E extends EventMap> = TE.default<E>;
-const TypedEventEmitter = EventEmitter as unknown as { new <E extends EventMap>(): TypedEmitter<E> };
+export type TypedEmitter<E extends EventMap> = TE.default<E>;
+/** EventEmitter with typed events (typed-emitter's types over Node's class). */
+export const TypedEventEmitter = EventEmitter as unknown as { new <E extends EventMap>(): TypedEmitter<E> };
 
 /**
  * A long-running operation: a typed event emitter for progress that is also awaitable.

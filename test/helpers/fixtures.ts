@@ -60,7 +60,8 @@ export interface Expected {
   images: { multi: ExpectedImage; tiny: ExpectedImage };
   tags: string[];
   multiarch: { tag: string; platforms: { architecture: string; os: string; variant?: string; tag: string }[] };
-  big: { tag: string; megabytes: number; layers: number } | null;
+  /** Only when built with bigMB; files maps /data/blob-N.bin to its size and sha256. */
+  big: { tag: string; megabytes: number; layers: number; files: Record<string, { size: number; sha256: string }> } | null;
   dockerArchive: { file: string; name: string; of: string };
 }
 
