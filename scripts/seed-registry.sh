@@ -58,7 +58,7 @@ host_mirror() {
       END { if (found && uri) print uri }' /etc/apt/sources.list.d/*.sources 2>/dev/null
     awk -v s="$SUITE" '$1 == "deb" { sub(/\[[^]]*\] */, ""); if ($3 == s) { print $2; exit } }' \
       /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-  } | head -n1
+  } | head -n1 || true   # missing source files are fine
 }
 MIRROR="${MIRROR:-$(host_mirror)}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
