@@ -94,7 +94,7 @@ test('e2fs helpers read back what mke2fs -d was given, and fsck can fail', async
   copyFileSync(join(src, 'owned'), join(src, 'xa'));
   execFileSync('python3', [
     '-c',
-    'import os,sys; os.setxattr(sys.argv[1], "user.text", b"hello"); os.setxattr(sys.argv[1], "user.bin", bytes([0,1,255]))',
+    'import os,sys; os.setxattr(sys.argv[1], "user.text", b"hello"); os.setxattr(sys.argv[1], "user.bin", bytes([0,1,255])); os.setxattr(sys.argv[1], "user.empty", b""); os.setxattr(sys.argv[1], "user.q", "a\\"ü".encode())',
     join(src, 'xa'),
   ]);
   const img = join(work, 'fs.ext4');
@@ -126,6 +126,8 @@ test('e2fs helpers read back what mke2fs -d was given, and fsck can fail', async
   const xa = await xattrs(img, '/xa');
   t.deepEqual(xa['user.text'], Buffer.from('hello'));
   t.deepEqual(xa['user.bin'], Buffer.from([0, 1, 255]));
+  t.deepEqual(xa['user.empty'], Buffer.alloc(0));
+  t.is(xa['user.q']!.toString(), 'a"ü');
   t.true(await exists(img, '/dir/sub'));
   t.false(await exists(img, '/nope'));
   t.false(await exists(img, '/dir/nope'));

@@ -1,11 +1,11 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { CorruptLayerError, DigestMismatchError, UnsafeLayerEntryError } from '../lib/errors.js';
+import { CorruptLayerError, DigestMismatchError, UnsafeLayerEntryError, UnsupportedImageError } from '../lib/errors.js';
 import { flattenToTar } from '../lib/layers/flatten.js';
 import type { LayerInput } from '../lib/layers/types.js';
 
@@ -51,7 +51,6 @@ async function extract(layers: LayerInput[]): Promise<string> {
 /** Names GNU tar lists in the flattened output. */
 async function listing(layers: LayerInput[]): Promise<string[]> {
   const file = join(work, `list${seq++}.tar`);
-  const { createWriteStream } = await import('node:fs');
   await pipeline(flattenToTar(layers, { tmpDir: work }), createWriteStream(file));
   return sh(`tar -tf ${file}`).split('\n').filter(Boolean);
 }
@@ -73,6 +72,16 @@ test('an upper file replaces a lower one; upper directory metadata wins', async 
   const root = await extract([l1, l2]);
   t.is(read(root, 'd/f'), 'new\n');
   t.is(statSync(join(root, 'd')).mode & 0o7777, 0o751);
+});
+
+test('a lower directory entry that arrives after its children still sets their parent metadata', async (t) => {
+  const l1 = layer('mkdir d && chown 5:6 d && chmod 0701 d');
+  const l2 = layer('mkdir d && echo f > d/f', { members: './d/f' });
+  const root = await extract([l1, l2]);
+  const d = statSync(join(root, 'd'));
+  t.is(d.mode & 0o7777, 0o701);
+  t.is(d.uid, 5);
+  t.is(read(root, 'd/f'), 'f\n');
 });
 
 test('an opaque directory hides all lower children but keeps its own', async (t) => {
@@ -208,6 +217,11 @@ test('gzip and zstd layers are decompressed', async (t) => {
   const root = await extract([fileLayer(join(work, 'cz1.tgz')), fileLayer(join(work, 'cz2.tar.zst'))]);
   t.is(read(root, 'g'), 'gz\n');
   t.is(read(root, 'z'), 'zs\n');
+});
+
+test('an xz layer is reported as unsupported', async (t) => {
+  sh('mkdir -p xz && echo x > xz/f && tar -C xz -cf - . | xz > xz.tar.xz');
+  await t.throwsAsync(extract([fileLayer(join(work, 'xz.tar.xz'))]), { instanceOf: UnsupportedImageError, message: /xz/ });
 });
 
 test('a truncated layer is corrupt', async (t) => {

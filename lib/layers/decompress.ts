@@ -5,6 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { AbortedError, BhattiError, CorruptLayerError, UnsupportedImageError } from '../errors.js';
 
+const XZ = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
 export type Compression = 'gzip' | 'zstd' | 'none';
 
 export interface DecompressOptions {
@@ -31,7 +33,7 @@ async function* decompressChunks(input: AsyncIterable<unknown>, opts: Decompress
   let headLen = 0;
   let ended = false;
   try {
-    while (headLen < 4) {
+    while (headLen < 6) {
       const r = await it.next();
       if (r.done) {
         ended = true;
@@ -51,6 +53,9 @@ async function* decompressChunks(input: AsyncIterable<unknown>, opts: Decompress
       }
     }
     const kind = detectCompression(head);
+    if (head.subarray(0, 6).equals(XZ) || head.subarray(0, 3).toString('latin1') === 'BZh') {
+      throw new UnsupportedImageError(`layer ${opts.digest} is xz- or bzip2-compressed; only gzip and zstd layers are supported`);
+    }
     if (kind === 'none') yield* rest();
     else if (kind === 'gzip') yield* gunzip(rest(), opts);
     else yield* unzstd(rest(), opts);

@@ -5,7 +5,10 @@ export type EntryType = 'file' | 'link' | 'symlink' | 'directory' | 'character-d
 
 /** One entry of the merged root filesystem, with a path confined to the image root. */
 export interface TarHeader {
-  /** Relative path without leading `./` or `/`, no `.`/`..` components, no trailing slash. */
+  /**
+   * Relative path without leading `./` or `/`, no `.`/`..` components, no trailing slash; the image
+   * root itself is `.`. (`readTar` yields names as stored; `flatten` yields them normalised.)
+   */
   name: string;
   type: EntryType;
   /** Permission bits including setuid/setgid/sticky (07777). */

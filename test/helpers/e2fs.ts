@@ -2,7 +2,7 @@
  * Oracle helpers over real e2fsprogs: `e2fsck -fn` judges an image, `debugfs` reads it back.
  * debugfs reports most errors on stderr with exit status 0, so every call checks stderr too.
  * Paths are passed double-quoted (debugfs's parser handles spaces and UTF-8 that way); a path
- * debugfs cannot quote (it contains `"` or a newline) is resolved by walking `ls -p` listings.
+ * debugfs cannot quote (it contains `"`, `\` or a newline) is resolved by walking `ls -p` listings.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -101,10 +101,13 @@ function parseLs(out: string): LsEntry[] {
   return entries;
 }
 
+/** debugfs's line parser knows double quotes but no escapes. */
+const quotable = (p: string) => !/["\\\n\r]/.test(p);
+
 /** A debugfs file spec for `path`: `"path"` when quotable, else `<ino>` found by walking. */
 async function spec(image: string, path: string): Promise<string> {
   if (!path.startsWith('/')) path = '/' + path;
-  if (!/["\n\r]/.test(path)) return `"${path}"`;
+  if (quotable(path)) return `"${path}"`;
   let ino = 2; // root
   for (const part of path.split('/').filter(Boolean)) {
     const hit = (await lsRaw(image, `<${ino}>`)).find((e) => e.name === part);
@@ -270,8 +273,6 @@ async function batch(image: string, requests: string[]): Promise<string[]> {
     await rm(dir, { recursive: true, force: true });
   }
 }
-
-const quotable = (p: string) => !/["\n\r]/.test(p);
 
 /** `stat` of many paths in one run; undefined where the path does not exist. */
 async function statMany(image: string, paths: string[]): Promise<(E2Stat | undefined)[]> {
