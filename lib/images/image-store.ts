@@ -154,7 +154,7 @@ export class ImageStore {
     let published = false;
     try {
       const tmpImage = join(work, 'rootfs.ext4');
-      const built = await builder.build(flatten(inputs, { signal }), tmpImage, {
+      const built = await builder.build(flatten(inputs, { signal, tmpDir: work }), tmpImage, {
         signal,
         tmpDir: work,
         label: 'bhatti-rootfs',
