@@ -142,6 +142,13 @@ export class ToolError extends BhattiError {
   }
 }
 
+/** The guest agent (qemu-ga) could not be reached, timed out, or answered with an error. */
+export class AgentError extends BhattiError {
+  constructor(message: string, options?: { cause?: unknown; kind?: ErrorKind }) {
+    super('AGENT_ERROR', message, { kind: 'internal', ...options });
+  }
+}
+
 /** Turns a thrown value into a BhattiError, keeping typed ones and classifying common system errors. */
 export function toBhattiError(err: unknown, context?: string): BhattiError {
   if (err instanceof BhattiError) return err;

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 DATA="${1:-/tmp/bhatti-demo}"
 
 bash scripts/setup.sh
-# seed-registry.sh prints the pushed reference on its last line.
-REF="$(bash scripts/seed-registry.sh | tail -n 1)"
+# seed-registry.sh prints what it pushed; the reference is on its "image:" line.
+REF="$(bash scripts/seed-registry.sh | tee /dev/stderr | awk '/^image:/ {print $2}')"
+[[ -n "$REF" ]] || { echo "demo: seeding the registry failed" >&2; exit 1; }
 echo
 echo "== bhatti image pull $REF --name debian"
 node dist/cli.js image pull "$REF" --name debian --data-dir "$DATA"
@@ -21,13 +22,13 @@ node dist/cli.js image list --data-dir "$DATA"
 echo
 echo "== bhatti image inspect debian"
 node dist/cli.js image inspect debian --data-dir "$DATA"
-IMG="$DATA/$(node -e 'const i=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(i.id)' < <(node dist/cli.js image inspect debian --json --data-dir "$DATA")).ext4"
-IMG="$DATA/images/store/$(basename "$IMG")"
+ID="$(node dist/cli.js image inspect debian --json --data-dir "$DATA" | jq -r .id)"
+IMG="$DATA/images/store/$ID.ext4"
 echo
 echo "== e2fsck -fn on the image file"
 e2fsck -fn "$IMG"
 echo
-echo "== /etc/os-release inside the image (debugfs)"
-debugfs -R 'cat /etc/os-release' "$IMG" 2>/dev/null | head -n 3
+echo "== /usr/lib/os-release inside the image (debugfs)"
+debugfs -R 'cat /usr/lib/os-release' "$IMG" 2>/dev/null | head -n 3
 echo
 echo "Done. Data dir: $DATA (delete the image with: node dist/cli.js image delete debian -y --data-dir $DATA)"

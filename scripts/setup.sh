@@ -24,5 +24,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-npm ci --no-audit --no-fund
+# npm ci rebuilds sqlite3 from source (~3 min here); skip it when node_modules already matches the lock file.
+if [[ -d node_modules ]] && npm ls --all >/dev/null 2>&1 && [[ node_modules/.package-lock.json -nt package-lock.json ]]; then
+  echo "setup: node_modules is up to date"
+else
+  npm ci --no-audit --no-fund
+fi
 npm run build
