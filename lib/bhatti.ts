@@ -8,6 +8,10 @@ import { FsBlobStore } from './storage/fs-blob-store.js';
 import { KnexMetadataStore } from './storage/knex-metadata-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { TempArea } from './storage/temp-area.js';
+import type { Engine } from './vm/engine.js';
+import { QemuEngine } from './vm/qemu/qemu-engine.js';
+import { VmManager } from './vm/vm-manager.js';
+import { VolumeStore } from './vm/volume-store.js';
 
 export interface BhattiOptions {
   /** Data directory; defaults to `BHATTI_DATA_DIR`, else `/var/lib/bhatti` for root, else the XDG data dir. */
@@ -18,6 +22,10 @@ export interface BhattiOptions {
   blobs?: BlobStore;
   /** ext4 builder; defaults to the mke2fs-based one. */
   builder?: Ext4Builder;
+  /** VM engine; defaults to QEMU with its boot kit in `<dataDir>/kit`. */
+  engine?: Engine;
+  /** Acceleration for the default QEMU engine: `auto` (probe KVM, fall back to TCG), `kvm` or `tcg`. */
+  accel?: 'auto' | 'kvm' | 'tcg';
 }
 
 /**
@@ -28,11 +36,17 @@ export class Bhatti implements AsyncDisposable {
   readonly paths: DataPaths;
   readonly metadata: MetadataStore;
   readonly images: ImageStore;
+  readonly volumes: VolumeStore;
+  readonly vms: VmManager;
+  readonly engine: Engine;
 
-  private constructor(paths: DataPaths, metadata: MetadataStore, images: ImageStore) {
-    this.paths = paths;
-    this.metadata = metadata;
-    this.images = images;
+  private constructor(o: { paths: DataPaths; metadata: MetadataStore; images: ImageStore; volumes: VolumeStore; vms: VmManager; engine: Engine }) {
+    this.paths = o.paths;
+    this.metadata = o.metadata;
+    this.images = o.images;
+    this.volumes = o.volumes;
+    this.vms = o.vms;
+    this.engine = o.engine;
   }
 
   static async open(opts: BhattiOptions = {}): Promise<Bhatti> {
@@ -45,7 +59,12 @@ export class Bhatti implements AsyncDisposable {
       const blobs = opts.blobs ?? new FsBlobStore(paths.blobs, temp);
       const images = new ImageStore({ paths, metadata, blobs, builder: opts.builder ?? new Mke2fsBuilder(), temp });
       await images.init();
-      return new Bhatti(paths, metadata, images);
+      const volumes = new VolumeStore({ paths, metadata, temp });
+      await volumes.init();
+      const engine = opts.engine ?? new QemuEngine({ kitDir: paths.kit, accel: opts.accel ?? accelFromEnv() });
+      const vms = new VmManager({ paths, metadata, images, volumes, engine, temp });
+      await vms.init();
+      return new Bhatti({ paths, metadata, images, volumes, vms, engine });
     } catch (err) {
       await metadata.close().catch(() => undefined);
       throw err;
@@ -59,4 +78,9 @@ export class Bhatti implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function accelFromEnv(): 'auto' | 'kvm' | 'tcg' {
+  const v = process.env.BHATTI_ACCEL;
+  return v === 'kvm' || v === 'tcg' ? v : 'auto';
 }

@@ -55,6 +55,55 @@ export class ImageExistsError extends BhattiError {
   }
 }
 
+/** The image backs sandboxes (their copy-on-write views depend on its file). */
+export class ImageInUseError extends BhattiError {
+  constructor(readonly imageName: string, readonly sandboxes: string[]) {
+    super('IMAGE_IN_USE', `image "${imageName}" is used by sandbox${sandboxes.length === 1 ? '' : 'es'} ${sandboxes.join(', ')}; destroy ${sandboxes.length === 1 ? 'it' : 'them'} first`);
+  }
+}
+
+/** No sandbox of that name is visible to the caller. */
+export class SandboxNotFoundError extends BhattiError {
+  constructor(readonly sandboxName: string) {
+    super('SANDBOX_NOT_FOUND', `sandbox "${sandboxName}" not found`);
+  }
+}
+
+/** The caller already has a sandbox of that name. */
+export class SandboxExistsError extends BhattiError {
+  constructor(readonly sandboxName: string) {
+    super('SANDBOX_EXISTS', `sandbox name "${sandboxName}" is already in use`);
+  }
+}
+
+/** The sandbox is not in the state the operation needs (e.g. exec on a stopped sandbox). */
+export class SandboxStateError extends BhattiError {
+  constructor(readonly sandboxName: string, message: string) {
+    super('SANDBOX_STATE', message);
+  }
+}
+
+/** No volume of that name is visible to the caller. */
+export class VolumeNotFoundError extends BhattiError {
+  constructor(readonly volumeName: string) {
+    super('VOLUME_NOT_FOUND', `volume "${volumeName}" not found`);
+  }
+}
+
+/** The caller already has a volume of that name. */
+export class VolumeExistsError extends BhattiError {
+  constructor(readonly volumeName: string) {
+    super('VOLUME_EXISTS', `volume name "${volumeName}" is already in use`);
+  }
+}
+
+/** The volume is attached in a way that forbids the operation. */
+export class VolumeInUseError extends BhattiError {
+  constructor(readonly volumeName: string, message: string) {
+    super('VOLUME_IN_USE', message);
+  }
+}
+
 /** The registry has no such repository, tag or digest. */
 export class ManifestUnknownError extends BhattiError {
   constructor(readonly reference: string, detail = '') {

@@ -13,7 +13,7 @@ export type { ImageInfo, ImageScope } from './images/image-info.js';
 export type { PullEvents, PullResult, PullStatus, LayerProgress } from './images/events.js';
 export { validateImageName } from './images/names.js';
 
-export type { MetadataStore, ImageRecord, BlobRecord } from './storage/metadata-store.js';
+export type { MetadataStore, ImageRecord, BlobRecord, SandboxRecord, SandboxVolumeRecord, VolumeRecord } from './storage/metadata-store.js';
 export { KnexMetadataStore } from './storage/knex-metadata-store.js';
 export type { BlobStore, BlobOpener, IngestOptions, ProgressFn } from './storage/blob-store.js';
 export { FsBlobStore } from './storage/fs-blob-store.js';
@@ -31,5 +31,15 @@ export { parseReference, type ImageReference } from './oci/reference.js';
 export { parsePlatform, formatPlatform, hostPlatform } from './oci/platform.js';
 export { RegistrySource, type RegistrySourceOptions } from './oci/registry-source.js';
 export { RegistryClient, type RegistryClientOptions, type RegistryCredentials, type ManifestResponse, type RequestOptions } from './oci/registry-client.js';
+
+export type { Engine, SandboxSpec, RunningInfo, ExecRequest, ExecResult, VolumeAttachment } from './vm/engine.js';
+export { VmManager, type CreateSandboxOptions, type ExecOptions } from './vm/vm-manager.js';
+export type { SandboxInfo } from './vm/sandbox-info.js';
+export { VolumeStore, type VolumeInfo } from './vm/volume-store.js';
+export { parseVolumeSpec, parseSize, validateMountPath, type VolumeMountSpec } from './vm/names.js';
+export { QemuEngine, type QemuEngineOptions } from './vm/qemu/qemu-engine.js';
+export { buildBootKit, bootKitStatus, type BootKitStatus, type BootKitManifest } from './vm/kit/boot-kit.js';
+export type { SandboxState } from './storage/metadata-store.js';
+export type { Accel } from './vm/qemu/accel-probe.js';
 
 export { Operation, TypedEventEmitter, type EventMap, type TypedEmitter } from './util/operation.js';

@@ -1,6 +1,6 @@
 import { Command, Option } from 'clipanion';
 import { userInfo } from 'node:os';
-import { Bhatti, BhattiError, toBhattiError } from '../../lib/index.js';
+import { Bhatti, BhattiError, toBhattiError, type BhattiOptions } from '../../lib/index.js';
 
 export interface RunContext {
   bhatti: Bhatti;
@@ -22,6 +22,11 @@ export abstract class BhattiCommand extends Command {
 
   abstract run(ctx: RunContext): Promise<number | void>;
 
+  /** Extra options for opening the store (commands that boot VMs add the accelerator). */
+  openOptions(): Partial<BhattiOptions> {
+    return {};
+  }
+
   printJson(value: unknown): void {
     this.context.stdout.write(JSON.stringify(value, null, 2) + '\n');
   }
@@ -38,7 +43,7 @@ export abstract class BhattiCommand extends Command {
     process.on('SIGTERM', onSigint);
     let bhatti: Bhatti | undefined;
     try {
-      bhatti = await Bhatti.open({ dataDir: this.dataDir });
+      bhatti = await Bhatti.open({ dataDir: this.dataDir, ...this.openOptions() });
       const code = await this.run({ bhatti, user: userInfo().username, signal: controller.signal });
       return code ?? EXIT.ok;
     } catch (err) {

@@ -12,7 +12,7 @@ import { AbortedError, BhattiError, DiskFullError, ToolError, throwIfAborted, to
 import { writeTar } from '../layers/tar-writer.js';
 import type { TarEntry } from '../layers/types.js';
 import { ContentStats } from './content-stats.js';
-import { lastLine, runTool } from './run-tool.js';
+import { lastLine, runTool } from '../util/run-tool.js';
 import type { Ext4BuildOptions, Ext4BuildResult, Ext4Builder } from './types.js';
 
 const DEFAULT_HEADROOM = 0.25;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { ImageExistsError, ImageNotFoundError, InvalidArgumentError, PermissionDeniedError, throwIfAborted, toBhattiError } from '../errors.js';
+import { ImageExistsError, ImageInUseError, ImageNotFoundError, InvalidArgumentError, PermissionDeniedError, throwIfAborted, toBhattiError } from '../errors.js';
 import type { Ext4Builder } from '../ext4/types.js';
 import { flatten } from '../layers/flatten.js';
 import type { LayerInput } from '../layers/types.js';
@@ -9,12 +9,12 @@ import { formatPlatform, hostPlatform, parsePlatform } from '../oci/platform.js'
 import { normaliseRuntimeConfig } from '../oci/manifest.js';
 import { parseReference } from '../oci/reference.js';
 import { RegistrySource } from '../oci/registry-source.js';
-import type { ImageSource, Platform, ResolvedImage } from '../oci/types.js';
+import type { ImageSource, Platform, ResolvedImage, RuntimeConfig } from '../oci/types.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { DataPaths } from '../storage/data-dir.js';
 import type { ImageRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { TempArea } from '../storage/temp-area.js';
-import { publishFile, removeQuietly } from '../util/fs.js';
+import { publishFile, removeQuietly, sha256File } from '../util/fs.js';
 import { Operation } from '../util/operation.js';
 import type { PullEvents, PullResult } from './events.js';
 import { fetchLayers } from './fetch-layers.js';
@@ -104,7 +104,7 @@ export class ImageStore {
     opts: Caller & { name: string; platform: Platform; origin: string; force?: boolean; concurrency?: number; signal?: AbortSignal },
     emit: <E extends keyof PullEvents>(event: E, ...args: Parameters<PullEvents[E]>) => void,
   ): Promise<PullResult> {
-    const { metadata, blobs, builder, paths, temp } = this.#o;
+    const { metadata, blobs, builder, temp } = this.#o;
     const signal = opts.signal;
     const resolved: ResolvedImage = await source.resolve({ platform: opts.platform, signal });
     const totalBytes = resolved.layers.reduce((n, l) => n + l.size, 0);
@@ -134,6 +134,7 @@ export class ImageStore {
       }
     }
 
+    if (existing) await this.#assertUnused(existing);
     const fetched = await fetchLayers(source, resolved.layers, blobs, metadata, {
       signal,
       concurrency: opts.concurrency,
@@ -149,9 +150,6 @@ export class ImageStore {
       open: () => blobs.open(l.digest),
     }));
     const work = await temp.create();
-    const id = randomUUID();
-    const finalPath = join(paths.imageStore, `${id}.ext4`);
-    let published = false;
     try {
       const tmpImage = join(work, 'rootfs.ext4');
       const built = await builder.build(flatten(inputs, { signal, tmpDir: work }), tmpImage, {
@@ -160,11 +158,7 @@ export class ImageStore {
         label: 'bhatti-rootfs',
       });
       throwIfAborted(signal);
-      await chmod(tmpImage, 0o600);
-      await publishFile(tmpImage, finalPath);
-      published = true;
-      const record: ImageRecord = {
-        id,
+      const record = await this.#publish(tmpImage, built, {
         name: opts.name,
         owner: opts.user,
         source: resolved.reference,
@@ -173,16 +167,7 @@ export class ImageStore {
         platform: resolved.platform,
         config: normaliseRuntimeConfig(resolved.config),
         layers: resolved.layers.map((l) => l.digest),
-        file: relative(paths.root, finalPath),
-        size: built.size,
-        fileDigest: built.digest,
-        createdAt: new Date(),
-      };
-      // A concurrent pull may have taken the name meanwhile: re-read right before the commit.
-      const current = await metadata.getImage(opts.user, opts.name);
-      if (current && current.id !== existing?.id) throw new ImageExistsError(opts.name);
-      await metadata.putImage(record, { replaceId: existing?.id });
-      if (existing) await removeQuietly(join(paths.root, existing.file));
+      }, existing);
       const result: PullResult = {
         status: existing ? 'updated' : 'pulled',
         image: toImageInfo(record, opts.user),
@@ -193,11 +178,89 @@ export class ImageStore {
       emit('done', result);
       return result;
     } catch (err) {
-      if (published) await removeQuietly(finalPath);
       throw toBhattiError(err, 'building the image');
     } finally {
       await removeQuietly(work);
     }
+  }
+
+  /**
+   * Moves a finished ext4 file into the store and commits its row (replacing `existing`
+   * in the same transaction). The file becomes visible only once complete.
+   */
+  async #publish(
+    tmpImage: string,
+    built: { size: number; digest: string },
+    meta: Omit<ImageRecord, 'id' | 'file' | 'size' | 'fileDigest' | 'createdAt'>,
+    existing: ImageRecord | undefined,
+  ): Promise<ImageRecord> {
+    const { metadata, paths } = this.#o;
+    const id = randomUUID();
+    const finalPath = join(paths.imageStore, `${id}.ext4`);
+    await chmod(tmpImage, 0o600);
+    await publishFile(tmpImage, finalPath);
+    try {
+      const record: ImageRecord = {
+        ...meta,
+        id,
+        file: relative(paths.root, finalPath),
+        size: built.size,
+        fileDigest: built.digest,
+        createdAt: new Date(),
+      };
+      // A concurrent operation may have taken the name meanwhile: re-read right before the commit.
+      const current = await metadata.getImage(meta.owner, meta.name);
+      if (current && current.id !== existing?.id) throw new ImageExistsError(meta.name);
+      await metadata.putImage(record, { replaceId: existing?.id });
+      if (existing) await removeQuietly(join(paths.root, existing.file));
+      return record;
+    } catch (err) {
+      await removeQuietly(finalPath);
+      throw err;
+    }
+  }
+
+  /**
+   * Adds an ext4 file made elsewhere (e.g. a sandbox's saved root filesystem) as an image of
+   * the caller's. The file is moved into the store; it must be on the data dir's filesystem
+   * (use a scratch dir from the store's TempArea).
+   */
+  async addImageFile(
+    file: string,
+    opts: Caller & {
+      name: string;
+      source: string;
+      origin: string;
+      config: RuntimeConfig;
+      platform: Platform;
+      force?: boolean;
+      signal?: AbortSignal;
+    },
+  ): Promise<ImageInfo> {
+    validateImageName(opts.name);
+    throwIfAborted(opts.signal);
+    const existing = await this.#o.metadata.getImage(opts.user, opts.name);
+    if (existing && !opts.force) throw new ImageExistsError(opts.name, ` (by an image from ${existing.source})`);
+    if (existing) await this.#assertUnused(existing);
+    const st = await stat(file);
+    const digest = await sha256File(file, opts.signal);
+    const record = await this.#publish(file, { size: st.size, digest }, {
+      name: opts.name,
+      owner: opts.user,
+      source: opts.source,
+      origin: opts.origin,
+      manifestDigest: digest,
+      platform: opts.platform,
+      config: opts.config,
+      layers: [],
+    }, existing);
+    return toImageInfo(record, opts.user);
+  }
+
+  /** Sandboxes boot from copy-on-write views of the image file, so it must outlive them. */
+  async #assertUnused(r: ImageRecord): Promise<void> {
+    const users = await this.#o.metadata.sandboxesUsingImageFile(r.file);
+    if (users.length > 0) throw new ImageInUseError(r.name, users);
   }
 
   /** Finds the record a caller means by `name`: their own first, then system images. */
@@ -236,11 +299,34 @@ export class ImageStore {
     return join(this.#o.paths.root, r.file);
   }
 
+  /** @internal The stored file (relative to the data dir) of an image the caller already resolved. */
+  async imageFileOf(id: string): Promise<string> {
+    const r = await this.#o.metadata.getImageById(id);
+    if (!r) throw new ImageNotFoundError(id);
+    return r.file;
+  }
+
+  /** @internal An image by id, whoever owns it (for records that reference it). */
+  async inspectById(id: string): Promise<ImageInfo | undefined> {
+    const r = await this.#o.metadata.getImageById(id);
+    return r ? toImageInfo(r, r.owner) : undefined;
+  }
+
+  /** Throws unless `name` is a valid image name the caller can create (or replace, with `force`). */
+  async checkNameFree(name: string, opts: Caller & { force?: boolean }): Promise<void> {
+    validateImageName(name);
+    const existing = await this.#o.metadata.getImage(opts.user, name);
+    if (!existing) return;
+    if (!opts.force) throw new ImageExistsError(name, ` (by an image from ${existing.source})`);
+    await this.#assertUnused(existing);
+  }
+
   /** Deletes one of the caller's own images (system images only in the system scope). */
   async delete(name: string, caller: Caller & { signal?: AbortSignal }): Promise<ImageInfo> {
     throwIfAborted(caller.signal);
     const r = await this.#resolve(name, caller);
     if (r.owner !== caller.user) throw new PermissionDeniedError(`image "${name}" is a system image; only an administrator can delete it`);
+    await this.#assertUnused(r);
     await this.#o.metadata.deleteImage(r.id);
     await removeQuietly(join(this.#o.paths.root, r.file));
     return toImageInfo(r, caller.user);

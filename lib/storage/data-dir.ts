@@ -12,6 +12,12 @@ export interface DataPaths {
   images: string;
   /** Images users pulled/imported/saved: `images/store/<id>.ext4` (kept apart so tier discovery never sees them). */
   imageStore: string;
+  /** Volumes: `volumes/<id>.ext4`. */
+  volumes: string;
+  /** One private directory per sandbox: `sandboxes/<id>/` (overlay, sockets, logs). */
+  sandboxes: string;
+  /** Kernel + initrd the VM engine boots. */
+  kit: string;
   /** Scratch space: one `<pid>-<random>` directory per running operation, swept when its process is gone. */
   tmp: string;
 }
@@ -35,6 +41,9 @@ export function dataPaths(root: string): DataPaths {
     blobs: join(r, 'blobs'),
     images: join(r, 'images'),
     imageStore: join(r, 'images', 'store'),
+    volumes: join(r, 'volumes'),
+    sandboxes: join(r, 'sandboxes'),
+    kit: join(r, 'kit'),
     tmp: join(r, 'tmp'),
   };
 }

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ImageExistsError } from '../errors.js';
 import { formatPlatform, parsePlatform } from '../oci/platform.js';
-import type { BlobRecord, ImageRecord, MetadataStore } from './metadata-store.js';
+import type { BlobRecord, ImageRecord, MetadataStore, SandboxRecord, SandboxState, VolumeRecord } from './metadata-store.js';
 import { migrationSource } from './migrations.js';
 
 interface ImageRow {
@@ -162,5 +162,143 @@ export class KnexMetadataStore implements MetadataStore {
 
   async deleteBlob(digest: string): Promise<void> {
     await this.knex('blobs').where({ digest }).delete();
+  }
+
+  async insertSandbox(r: SandboxRecord): Promise<boolean> {
+    try {
+      await this.knex.transaction(async (trx) => {
+        await trx('sandboxes').insert({
+          id: r.id,
+          name: r.name,
+          owner: r.owner,
+          image_id: r.imageId,
+          image_name: r.imageName,
+          image_file: r.imageFile,
+          engine: r.engine,
+          state: r.state,
+          cpus: r.cpus,
+          memory_mib: r.memoryMiB,
+          config: JSON.stringify(r.config),
+          runtime: r.runtime ? JSON.stringify(r.runtime) : null,
+          created_at: r.createdAt.getTime(),
+        });
+        if (r.volumes.length > 0) {
+          await trx('sandbox_volumes').insert(
+            r.volumes.map((v) => ({ sandbox_id: r.id, volume_id: v.volumeId, mount_path: v.mountPath, read_only: v.readOnly })),
+          );
+        }
+      });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  async updateSandbox(id: string, change: { state?: SandboxState; runtime?: Record<string, unknown> | null }): Promise<void> {
+    const row: Record<string, unknown> = {};
+    if (change.state) row.state = change.state;
+    if (change.runtime !== undefined) row.runtime = change.runtime ? JSON.stringify(change.runtime) : null;
+    await this.knex('sandboxes').where({ id }).update(row);
+  }
+
+  private async toSandbox(row: Record<string, unknown>): Promise<SandboxRecord> {
+    const vols = await this.knex('sandbox_volumes').where({ sandbox_id: row.id }).orderBy('mount_path');
+    return {
+      id: row.id as string,
+      name: row.name as string,
+      owner: row.owner as string,
+      imageId: row.image_id as string,
+      imageName: row.image_name as string,
+      imageFile: row.image_file as string,
+      engine: row.engine as string,
+      state: row.state as SandboxState,
+      cpus: Number(row.cpus),
+      memoryMiB: Number(row.memory_mib),
+      config: JSON.parse(row.config as string),
+      runtime: row.runtime ? JSON.parse(row.runtime as string) : null,
+      volumes: vols.map((v: Record<string, unknown>) => ({
+        volumeId: v.volume_id as string,
+        mountPath: v.mount_path as string,
+        readOnly: Boolean(v.read_only),
+      })),
+      createdAt: new Date(Number(row.created_at)),
+    };
+  }
+
+  async getSandbox(owner: string, name: string): Promise<SandboxRecord | undefined> {
+    const row = await this.knex('sandboxes').where({ owner, name }).first();
+    return row ? this.toSandbox(row) : undefined;
+  }
+
+  async listSandboxes(owners?: string[]): Promise<SandboxRecord[]> {
+    const q = this.knex('sandboxes').orderBy([{ column: 'owner' }, { column: 'name' }]);
+    if (owners) q.whereIn('owner', owners);
+    return Promise.all((await q).map((r: Record<string, unknown>) => this.toSandbox(r)));
+  }
+
+  async deleteSandbox(id: string): Promise<void> {
+    await this.knex.transaction(async (trx) => {
+      await trx('sandbox_volumes').where({ sandbox_id: id }).delete();
+      await trx('sandboxes').where({ id }).delete();
+    });
+  }
+
+  async sandboxesUsingImageFile(file: string): Promise<string[]> {
+    const rows = await this.knex('sandboxes').where({ image_file: file }).select('name', 'owner');
+    return rows.map((r: { name: string; owner: string }) => r.name);
+  }
+
+  async sandboxesUsingVolume(volumeId: string): Promise<{ name: string; state: SandboxState; readOnly: boolean }[]> {
+    const rows = await this.knex('sandbox_volumes')
+      .join('sandboxes', 'sandboxes.id', 'sandbox_volumes.sandbox_id')
+      .where({ volume_id: volumeId })
+      .select('sandboxes.name as name', 'sandboxes.state as state', 'sandbox_volumes.read_only as read_only');
+    return rows.map((r: { name: string; state: SandboxState; read_only: unknown }) => ({ name: r.name, state: r.state, readOnly: Boolean(r.read_only) }));
+  }
+
+  async insertVolume(r: VolumeRecord): Promise<boolean> {
+    try {
+      await this.knex('volumes').insert({ id: r.id, name: r.name, owner: r.owner, size: r.size, file: r.file, created_at: r.createdAt.getTime() });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  private toVolume(row: Record<string, unknown>): VolumeRecord {
+    return {
+      id: row.id as string,
+      name: row.name as string,
+      owner: row.owner as string,
+      size: Number(row.size),
+      file: row.file as string,
+      createdAt: new Date(Number(row.created_at)),
+    };
+  }
+
+  async getVolume(owner: string, name: string): Promise<VolumeRecord | undefined> {
+    const row = await this.knex('volumes').where({ owner, name }).first();
+    return row ? this.toVolume(row) : undefined;
+  }
+
+  async getVolumeById(id: string): Promise<VolumeRecord | undefined> {
+    const row = await this.knex('volumes').where({ id }).first();
+    return row ? this.toVolume(row) : undefined;
+  }
+
+  async listVolumes(owners: string[]): Promise<VolumeRecord[]> {
+    const rows = await this.knex('volumes').whereIn('owner', owners).orderBy('name');
+    return rows.map((r: Record<string, unknown>) => this.toVolume(r));
+  }
+
+  async deleteVolume(id: string): Promise<void> {
+    await this.knex('volumes').where({ id }).delete();
+  }
+
+  async volumeFiles(): Promise<Set<string>> {
+    const rows = await this.knex('volumes').select('file');
+    return new Set(rows.map((r: { file: string }) => r.file));
   }
 }

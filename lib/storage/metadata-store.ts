@@ -24,6 +24,46 @@ export interface ImageRecord {
   createdAt: Date;
 }
 
+/** A volume: an ext4 file owned by a user, attachable to sandboxes. */
+export interface VolumeRecord {
+  id: string;
+  name: string;
+  owner: string;
+  size: number;
+  /** Path relative to the data dir. */
+  file: string;
+  createdAt: Date;
+}
+
+export type SandboxState = 'creating' | 'running' | 'stopped';
+
+export interface SandboxVolumeRecord {
+  volumeId: string;
+  mountPath: string;
+  readOnly: boolean;
+}
+
+/** A sandbox row: what it was made from and how to reach it while it runs. */
+export interface SandboxRecord {
+  id: string;
+  name: string;
+  owner: string;
+  imageId: string;
+  imageName: string;
+  /** Base image file, relative to the data dir. */
+  imageFile: string;
+  engine: string;
+  state: SandboxState;
+  cpus: number;
+  memoryMiB: number;
+  /** Runtime defaults taken from the image (env, workdir, user). */
+  config: RuntimeConfig;
+  /** Engine-specific process facts while running (JSON-serialisable). */
+  runtime: Record<string, unknown> | null;
+  volumes: SandboxVolumeRecord[];
+  createdAt: Date;
+}
+
 /** A blob the content store holds. */
 export interface BlobRecord {
   digest: string;
@@ -56,4 +96,22 @@ export interface MetadataStore {
   referencedBlobs(): Promise<Set<string>>;
   listBlobs(): Promise<BlobRecord[]>;
   deleteBlob(digest: string): Promise<void>;
+
+  /** Inserts a sandbox with its volume attachments; ImageExistsError-like failure is reported as a boolean. */
+  insertSandbox(record: SandboxRecord): Promise<boolean>;
+  updateSandbox(id: string, change: { state?: SandboxState; runtime?: Record<string, unknown> | null }): Promise<void>;
+  getSandbox(owner: string, name: string): Promise<SandboxRecord | undefined>;
+  listSandboxes(owners?: string[]): Promise<SandboxRecord[]>;
+  deleteSandbox(id: string): Promise<void>;
+  /** Names of sandboxes whose overlay sits on this image file. */
+  sandboxesUsingImageFile(file: string): Promise<string[]>;
+  sandboxesUsingVolume(volumeId: string): Promise<{ name: string; state: SandboxState; readOnly: boolean }[]>;
+
+  /** Returns false if the owner already has a volume of that name. */
+  insertVolume(record: VolumeRecord): Promise<boolean>;
+  getVolume(owner: string, name: string): Promise<VolumeRecord | undefined>;
+  getVolumeById(id: string): Promise<VolumeRecord | undefined>;
+  listVolumes(owners: string[]): Promise<VolumeRecord[]>;
+  deleteVolume(id: string): Promise<void>;
+  volumeFiles(): Promise<Set<string>>;
 }

@@ -49,6 +49,50 @@ const migrations: Migration[] = [
       await knex.schema.dropTable('images');
     },
   },
+  {
+    name: '002_sandboxes_volumes',
+    async up(knex) {
+      await knex.schema.createTable('volumes', (t) => {
+        t.string('id', 64).primary();
+        t.string('name', 255).notNullable();
+        t.string('owner', 255).notNullable();
+        t.bigInteger('size').notNullable();
+        t.text('file').notNullable();
+        t.bigInteger('created_at').notNullable();
+        t.unique(['owner', 'name']);
+      });
+      await knex.schema.createTable('sandboxes', (t) => {
+        t.string('id', 64).primary();
+        t.string('name', 255).notNullable();
+        t.string('owner', 255).notNullable();
+        t.string('image_id', 64).notNullable();
+        t.string('image_name', 255).notNullable();
+        // The base image file is recorded, not looked up: the sandbox's overlay depends on that exact file.
+        t.text('image_file').notNullable();
+        t.string('engine', 32).notNullable();
+        t.string('state', 16).notNullable();
+        t.integer('cpus').notNullable();
+        t.integer('memory_mib').notNullable();
+        t.text('config').notNullable();
+        t.text('runtime');
+        t.bigInteger('created_at').notNullable();
+        t.unique(['owner', 'name']);
+        t.index(['image_id']);
+      });
+      await knex.schema.createTable('sandbox_volumes', (t) => {
+        t.string('sandbox_id', 64).notNullable().references('id').inTable('sandboxes').onDelete('CASCADE');
+        t.string('volume_id', 64).notNullable().references('id').inTable('volumes');
+        t.text('mount_path').notNullable();
+        t.boolean('read_only').notNullable();
+        t.primary(['sandbox_id', 'volume_id']);
+      });
+    },
+    async down(knex) {
+      await knex.schema.dropTable('sandbox_volumes');
+      await knex.schema.dropTable('sandboxes');
+      await knex.schema.dropTable('volumes');
+    },
+  },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { open, rename, rm, utimes } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { dirname } from 'node:path';
 
 /** Flushes a file (or directory) to disk. */
@@ -26,4 +29,11 @@ export async function publishFile(tmpPath: string, finalPath: string): Promise<v
 
 export async function removeQuietly(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** sha256 of a file, streamed, as `sha256:<hex>`. */
+export async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash, { signal });
+  return `sha256:${hash.digest('hex')}`;
 }

@@ -1,0 +1,65 @@
+import { Command, Option } from 'clipanion';
+import { fstatSync } from 'node:fs';
+import { buffer } from 'node:stream/consumers';
+import { InvalidArgumentError } from '../../lib/index.js';
+import { BhattiCommand, type RunContext } from './base.js';
+import { intFlag } from './sandbox.js';
+
+/** Whether stdin is data someone piped or redirected in (not a terminal, not /dev/null). */
+function stdinIsData(): boolean {
+  try {
+    const st = fstatSync(0);
+    return st.isFIFO() || st.isFile() || st.isSocket();
+  } catch {
+    return false;
+  }
+}
+
+export class ExecCommand extends BhattiCommand {
+  static override paths = [['exec']];
+  static override usage = Command.Usage({
+    category: 'Sandboxes',
+    description: 'Run a command in a running sandbox',
+    details: `
+      Output is streamed as it arrives; the command's exit code becomes bhatti's exit code (124 on --timeout, 128+N when killed by signal N).
+      Piped stdin is passed to the command (qemu-ga takes it in one piece, so it is read fully first).
+    `,
+    examples: [
+      ['Run a shell snippet', "$0 exec build -- sh -c 'echo hi; exit 3'"],
+      ['As another user in another directory', '$0 exec build --user 1000 --cwd /tmp --env DEBUG=1 -- ls -la'],
+    ],
+  });
+
+  name = Option.String({ name: 'SANDBOX' });
+  argv = Option.Rest({ name: 'COMMAND', required: 1 });
+  env = Option.Array('--env,-e', [], { description: 'Set an environment variable K=V (repeatable)' });
+  cwd = Option.String('--cwd,-w', { description: 'Working directory inside the sandbox' });
+  execUser = Option.String('--user,-u', { description: 'User to run as: uid, uid:gid or a name from the image' });
+  timeout = Option.String('--timeout', { description: 'Kill the command after this many seconds' });
+
+  async run({ bhatti, user, signal }: RunContext): Promise<number> {
+    for (const e of this.env) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new InvalidArgumentError(`invalid --env "${e}": expected KEY=VALUE`);
+    }
+    const stdin = stdinIsData() ? await buffer(process.stdin) : undefined;
+    const timeoutMs = this.timeout === undefined ? undefined : intFlag('--timeout', this.timeout) * 1000;
+    const r = await bhatti.vms.exec(this.name, this.argv, {
+      user,
+      env: this.env,
+      cwd: this.cwd,
+      runAs: this.execUser,
+      stdin,
+      timeoutMs,
+      signal,
+      onStdout: (c) => process.stdout.write(c),
+      onStderr: (c) => process.stderr.write(c),
+    });
+    if (this.json) this.printJson(r);
+    if (r.timedOut) {
+      this.context.stderr.write(`bhatti: command timed out after ${this.timeout} s\n`);
+      return 124;
+    }
+    if (r.signal) return 128 + r.signal;
+    return r.exitCode;
+  }
+}
