@@ -35,6 +35,7 @@ export { RegistryClient, type RegistryClientOptions, type RegistryCredentials, t
 export type { Engine, SandboxSpec, RunningInfo, ExecRequest, ExecResult, VolumeAttachment } from './vm/engine.js';
 export { VmManager, type CreateSandboxOptions, type ExecOptions } from './vm/vm-manager.js';
 export type { SandboxInfo } from './vm/sandbox-info.js';
+export { Sandbox, type RunResult } from './vm/sandbox.js';
 export { VolumeStore, type VolumeInfo } from './vm/volume-store.js';
 export { parseVolumeSpec, parseSize, validateMountPath, type VolumeMountSpec } from './vm/names.js';
 export { QemuEngine, type QemuEngineOptions } from './vm/qemu/qemu-engine.js';

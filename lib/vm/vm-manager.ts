@@ -21,6 +21,7 @@ import { removeQuietly } from '../util/fs.js';
 import type { Engine, ExecRequest, ExecResult, RunningInfo, SandboxSpec } from './engine.js';
 import { validateMountPath, validateName, type VolumeMountSpec } from './names.js';
 import { toSandboxInfo, type SandboxInfo } from './sandbox-info.js';
+import { Sandbox } from './sandbox.js';
 import type { VolumeStore } from './volume-store.js';
 
 export interface CreateSandboxOptions {
@@ -179,6 +180,18 @@ export class VmManager {
       await this.o.metadata.deleteSandbox(record.id);
       throw toBhattiError(err, `creating sandbox "${name}"`);
     }
+  }
+
+  /** Creates and boots a sandbox and returns a handle on it (`await using` destroys it at scope end). */
+  async launch(name: string, opts: CreateSandboxOptions): Promise<Sandbox> {
+    await this.create(name, opts);
+    return new Sandbox(this, name, opts.user);
+  }
+
+  /** A handle on an existing sandbox of the caller's. */
+  async get(name: string, opts: { user: string }): Promise<Sandbox> {
+    await this.#record(name, opts.user);
+    return new Sandbox(this, name, opts.user);
   }
 
   async list(opts: { user: string; signal?: AbortSignal }): Promise<SandboxInfo[]> {

@@ -47,6 +47,7 @@ export function buildQemuArgs(
     '-drive', `id=root,file=${q(p.overlay)},format=qcow2,if=none,cache=writeback`,
     '-device', `virtio-blk-pci,drive=root,serial=${ROOT_SERIAL}`,
   ];
+  const volumeArgs: { path: string; arg: string }[] = [];
   spec.volumes.forEach((v, i) => {
     const serial = `vol${i}`;
     if (!v.mountPath.startsWith('/') || v.mountPath.includes('\0')) {
@@ -57,8 +58,12 @@ export function buildQemuArgs(
       '-device', `virtio-blk-pci,drive=${serial},serial=${serial}`,
     );
     // Hex keeps every byte of the path away from the kernel's and the init script's parsers.
-    append.push(`bhatti.vol=${serial}:${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.mountPath).toString('hex')}`);
+    volumeArgs.push({ path: v.mountPath, arg: `bhatti.vol=${serial}:${v.readOnly ? 'ro' : 'rw'}:${Buffer.from(v.mountPath).toString('hex')}` });
   });
+  // Parents before children, so /a/b is mounted on top of the volume at /a, not under it.
+  const depth = (path: string): number => path.split('/').filter(Boolean).length;
+  volumeArgs.sort((a, b) => depth(a.path) - depth(b.path));
+  append.push(...volumeArgs.map((v) => v.arg));
   const cmdline = append.join(' ');
   if (cmdline.length > MAX_CMDLINE) {
     throw new InvalidArgumentError(`too many or too long volume mount paths: kernel command line would be ${cmdline.length} bytes`);
