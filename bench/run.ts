@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --size-mb 150 --runs 3]
+ * npm run bench [-- --size-mb 150 --runs 3 --vm-image-mb 64 --only pull|vm]
  *
  * Pull + convert of one 100 MB+ multi-layer image from a real loopback registry, this
  * project against the baseline skopeo copy + umoci unpack + mke2fs -d, in one run on the
@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../test/helpers/registry.js';
+import { vmBench } from './vm.js';
 
 const root = resolve(fileURLToPath(import.meta.url), '../..');
 const args = process.argv.slice(2);
@@ -20,6 +21,7 @@ const arg = (name: string, dflt: number) => {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 const sizeMb = arg('size-mb', 150);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const runs = arg('runs', 3);
 const RSS_BUDGET_MB = 300;
 
@@ -115,4 +117,5 @@ async function main() {
   }
 }
 
-await main();
+if (only !== 'vm') await main();
+if (only !== 'pull') await vmBench(work, { runs, smallMb: arg('vm-image-mb', 64) });

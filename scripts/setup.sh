@@ -9,6 +9,8 @@ packages=(
   docker-registry skopeo umoci      # real registry and image tools for tests, demo and benchmark
   busybox-static mmdebstrap attr    # test and demo image contents
   apache2-utils jq                  # htpasswd for the auth-registry tests; jq for fixture oracles
+  qemu-system-x86 qemu-utils        # the VM engine and copy-on-write overlays
+  qemu-guest-agent linux-image-amd64  # the boot kit: qemu-ga and a kernel with its modules
   time                              # GNU time for the benchmark's peak RSS
   python3 make g++                  # sqlite3 compiles from source when no prebuilt binary is reachable
 )
