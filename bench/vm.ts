@@ -4,7 +4,7 @@
  * overlay creation time for a 1× and an 8× bigger image (must not grow with size).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { Bhatti } from '../lib/index.js';
@@ -19,6 +19,7 @@ const median = (xs: number[]) => pct(xs, 50);
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 export async function vmBench(work: string, opts: { runs: number; smallMb: number }): Promise<void> {
+  mkdirSync(work, { recursive: true });
   const dataDir = mkdtempSync(join(work, 'vm-'));
   const bhatti = await Bhatti.open({ dataDir });
   const user = 'bench';

@@ -1,4 +1,17 @@
-/** Output helpers for the CLI: sizes, tables, dates. */
+/** Output helpers for the CLI: sizes, tables, dates, and escaping of untrusted text. */
+
+/**
+ * Escapes control characters (ANSI sequences, newlines) in text that may come from image
+ * content or a registry, so it cannot repaint the user's terminal or forge output lines.
+ */
+export function sanitize(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
 
 export function formatBytes(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
@@ -27,7 +40,8 @@ export function formatAge(date: Date, now = Date.now()): string {
 }
 
 /** Left-aligned columns separated by three spaces, like docker's tables. */
-export function table(header: string[], rows: string[][]): string {
+export function table(header: string[], unsafeRows: string[][]): string {
+  const rows = unsafeRows.map((r) => r.map(sanitize));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ');
   return [line(header), ...rows.map(line)].join('\n') + '\n';

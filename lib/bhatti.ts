@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { access, constants, mkdir } from 'node:fs/promises';
+import { InvalidArgumentError } from './errors.js';
 import { Mke2fsBuilder } from './ext4/mke2fs-builder.js';
 import type { Ext4Builder } from './ext4/types.js';
 import { ImageStore } from './images/image-store.js';
@@ -50,12 +51,18 @@ export class Bhatti implements AsyncDisposable {
   }
 
   static async open(opts: BhattiOptions = {}): Promise<Bhatti> {
+    if (opts.dataDir !== undefined && opts.dataDir.trim() === '') throw new InvalidArgumentError('invalid data dir "": give a directory path');
     const paths = dataPaths(opts.dataDir ?? defaultDataDir());
-    await mkdir(paths.root, { recursive: true, mode: 0o700 });
+    await prepareDataDir(paths.root);
     const temp = new TempArea(paths.tmp);
     const metadata = opts.metadata ?? KnexMetadataStore.sqlite(paths.database);
     try {
-      await metadata.init();
+      await metadata.init().catch((err: { code?: string }) => {
+        if (err?.code === 'SQLITE_CANTOPEN' || err?.code === 'SQLITE_READONLY' || err?.code === 'SQLITE_PERM') {
+          throw new InvalidArgumentError(`cannot use data dir "${paths.root}": its database cannot be opened for writing`, { cause: err });
+        }
+        throw err;
+      });
       const blobs = opts.blobs ?? new FsBlobStore(paths.blobs, temp);
       const images = new ImageStore({ paths, metadata, blobs, builder: opts.builder ?? new Mke2fsBuilder(), temp });
       await images.init();
@@ -83,4 +90,21 @@ export class Bhatti implements AsyncDisposable {
 function accelFromEnv(): 'auto' | 'kvm' | 'tcg' {
   const v = process.env.BHATTI_ACCEL;
   return v === 'kvm' || v === 'tcg' ? v : 'auto';
+}
+
+/** Creates the data dir or explains, naming it, why it cannot be used. */
+async function prepareDataDir(root: string): Promise<void> {
+  try {
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    await access(root, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EEXIST' || code === 'ENOTDIR'
+        ? 'it is not a directory'
+        : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+          ? 'it is not writable'
+          : (err as Error).message;
+    throw new InvalidArgumentError(`cannot use data dir "${root}": ${why}`, { cause: err });
+  }
 }

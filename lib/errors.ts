@@ -203,7 +203,7 @@ export function toBhattiError(err: unknown, context?: string): BhattiError {
   if (err instanceof BhattiError) return err;
   const e = err as NodeJS.ErrnoException | undefined;
   if (e && (e.name === 'AbortError' || e.code === 'ABORT_ERR')) return new AbortedError();
-  if (e?.code === 'ENOSPC') return new DiskFullError(context ?? e.path ?? 'the data dir', { cause: err });
+  if (e?.code === 'ENOSPC' || e?.code === 'SQLITE_FULL') return new DiskFullError(context ?? e.path ?? 'the data dir', { cause: err });
   const message = e?.message ?? String(err);
   return new BhattiError('INTERNAL', context ? `${context}: ${message}` : message, { cause: err, kind: 'internal' });
 }

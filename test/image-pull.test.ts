@@ -239,10 +239,10 @@ test('scratch space and image files left by a crashed process are removed on the
   }
   // A dead pid's scratch dir, and an image file published without its row (crash before commit).
   const { mkdirSync, writeFileSync, utimesSync } = await import('node:fs');
-  const dead = join(dataDir, 'tmp', '999999-abc');
+  const dead = join(dataDir, 'tmp', '999999-abcdef');
   mkdirSync(dead, { recursive: true });
   writeFileSync(join(dead, 'partial'), 'x');
-  const orphan = join(dataDir, 'images', 'store', 'orphan.ext4');
+  const orphan = join(dataDir, 'images', 'store', '0b7e3a52-1c2d-4e5f-8a9b-0c1d2e3f4a5b.ext4');
   writeFileSync(orphan, 'x');
   const old = new Date(Date.now() - 3600_000);
   utimesSync(orphan, old, old);
@@ -250,4 +250,81 @@ test('scratch space and image files left by a crashed process are removed on the
   t.false(existsSync(dead));
   t.false(existsSync(orphan));
   t.is((await bhatti.images.list({ user: 'a' })).length, 1, 'the real image survives');
+});
+
+test('a blob cached for one user is not handed to another whose registry cannot serve it', async (t) => {
+  const { readdirSync: ls, rmSync: rm } = await import('node:fs');
+  // A second registry with the same image whose layer blob is gone: it can serve the manifest, not the layer.
+  const evil = await startRegistry();
+  try {
+    evil.push(layoutRef('tiny'), 'evil/tiny:1');
+    await using bhatti = await Bhatti.open({ dataDir: newDataDir() });
+    const bob = await bhatti.images.pull(`${registry.host}/test/tiny:1`, { user: 'bob', name: 'secret' });
+    const layer = bob.image.layers[0]!;
+    const blobDir = join(evil.storage, 'docker/registry/v2/blobs/sha256', layer.slice(7, 9), layer.slice(7));
+    t.true(ls(blobDir).includes('data'));
+    rm(join(blobDir, 'data'));
+    const err = await t.throwsAsync(bhatti.images.pull(`${evil.host}/evil/tiny:1`, { user: 'alice', name: 'stolen' }));
+    t.not((err as BhattiError).code, undefined);
+    t.deepEqual((await bhatti.images.list({ user: 'alice' })).map((i) => i.name), []);
+    // Alice pulling from a registry that does have it downloads it once, then uses her cache.
+    const first = await bhatti.images.pull(`${registry.host}/test/tiny:1`, { user: 'alice', name: 'a1' });
+    t.is(first.downloadedLayers, 1);
+    const second = await bhatti.images.pull(`${registry.host}/test/tiny:1`, { user: 'alice', name: 'a2' });
+    t.is(second.downloadedLayers, 0);
+  } finally {
+    await evil.stop();
+  }
+});
+
+test('start-up sweeps only what the store made; other files in the data dir survive', async (t) => {
+  const { mkdirSync, writeFileSync, utimesSync } = await import('node:fs');
+  const dataDir = newDataDir();
+  mkdirSync(join(dataDir, 'tmp', 'notes'), { recursive: true });
+  writeFileSync(join(dataDir, 'tmp', 'important.txt'), 'precious');
+  mkdirSync(join(dataDir, 'images', 'store'), { recursive: true });
+  const mine = join(dataDir, 'images', 'store', 'my-vm.ext4');
+  writeFileSync(mine, 'vm');
+  const old = new Date(Date.now() - 3600_000);
+  utimesSync(mine, old, old);
+  await using bhatti = await Bhatti.open({ dataDir });
+  t.deepEqual(await bhatti.images.list({ user: 'a' }), []);
+  t.true(existsSync(join(dataDir, 'tmp', 'important.txt')));
+  t.true(existsSync(join(dataDir, 'tmp', 'notes')));
+  t.true(existsSync(mine));
+});
+
+test('an unusable data dir is a user error naming it', async (t) => {
+  const { writeFileSync } = await import('node:fs');
+  const file = join(newDataDir(), 'afile');
+  writeFileSync(file, 'x');
+  const err = await t.throwsAsync(Bhatti.open({ dataDir: file }));
+  t.is((err as BhattiError).code, 'INVALID_ARGUMENT');
+  t.regex(err!.message, new RegExp(`"${file}".*not a directory`));
+  const empty = await t.throwsAsync(Bhatti.open({ dataDir: '' }));
+  t.is((empty as BhattiError).code, 'INVALID_ARGUMENT');
+});
+
+test('prune removes unreferenced blobs but spares recently used ones', async (t) => {
+  await using bhatti = await Bhatti.open({ dataDir: newDataDir() });
+  await bhatti.images.pull(`${registry.host}/test/tiny:1`, { user: 'a', name: 't' });
+  await bhatti.images.delete('t', { user: 'a' });
+  t.deepEqual(await bhatti.images.pruneBlobs(), { blobs: 0, bytes: 0 }, 'a pull may still be converting with them');
+  const knex = (bhatti.metadata as unknown as { knex: (t: string) => { update(v: object): Promise<number> } }).knex;
+  await knex('blobs').update({ created_at: Date.now() - 2 * 3600_000 });
+  const pruned = await bhatti.images.pruneBlobs();
+  t.is(pruned.blobs, 1);
+  t.deepEqual(storeFiles(bhatti.paths.root).blobs, []);
+});
+
+test('concurrent pulls of one name: identical ones agree, forced ones both succeed', async (t) => {
+  await using bhatti = await Bhatti.open({ dataDir: newDataDir() });
+  const ref = `${registry.host}/test/tiny:1`;
+  const same = await Promise.all([1, 2, 3].map(() => bhatti.images.pull(ref, { user: 'a', name: 'c' }).result));
+  t.is(same.filter((r) => r.status === 'pulled').length, 1, JSON.stringify(same.map((r) => r.status)));
+  t.true(same.every((r) => r.status === 'pulled' || r.status === 'up-to-date'));
+  const forced = await Promise.all([1, 2].map(() => bhatti.images.pull(ref, { user: 'a', name: 'c', force: true }).result));
+  t.true(forced.every((r) => r.status === 'updated'));
+  t.is((await bhatti.images.list({ user: 'a' })).length, 1);
+  t.is(storeFiles(bhatti.paths.root).images.length, 1);
 });

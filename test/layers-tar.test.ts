@@ -204,3 +204,47 @@ test('GNU tar accepts a pax header with a record length spanning digits', async 
   for (let n = 88; n < 100; n++) t.is(back.get(`f${n}`)!.header.xattrs!.get('user.k')!.length, n);
   writeFileSync(join(work, 'done'), '');
 });
+
+// GNU tar writes (but itself refuses to read back) pax numbers out of range; such values used
+// to reach our writer as NaN/Infinity and crash it with a RangeError.
+const outOfRange: [string, string, string][] = [
+  ['uid:=' + '9'.repeat(30), 'uid', 'd/f'],
+  ['uid:=4294967301', 'uid', 'd/f'],
+  ['gid:=4294967296', 'gid', 'd/f'],
+  ['mtime:=' + '9'.repeat(400), 'mtime', 'd/f'],
+  ['mtime:=-99999999999999', 'mtime', 'd/f'],
+  ['size:=99999999999999999999', 'size', 'd/f'],
+];
+for (const [option, field, entry] of outOfRange) {
+  test(`pax ${option.slice(0, 30)} is a CorruptLayerError naming the entry and field`, async (t) => {
+    const dir = join(work, `range-${field}-${option.length}`);
+    sh(`mkdir -p ${dir}/d && echo hi > ${dir}/d/f`);
+    const file = `${dir}.tar`;
+    sh(`tar --format=pax --pax-option='${option}' -C ${dir} -cf ${file} d/f 2>/dev/null`);
+    const err = await t.throwsAsync(
+      (async () => {
+        // Through the writer too: the original crash was there.
+        const sink = createWriteStream(join(work, 'null.tar'));
+        await pipeline(writeTar(readTar(createReadStream(file), { digest: 'sha256:test' })), sink);
+      })(),
+      { instanceOf: CorruptLayerError },
+    );
+    t.true(err!.message.includes(`"${entry}"`), err!.message);
+    t.true(err!.message.includes(field), err!.message);
+  });
+}
+
+test('a huge uid on the root entry and 32-bit edge values', async (t) => {
+  const dir = join(work, 'range-root');
+  sh(`mkdir -p ${dir} && echo hi > ${dir}/f`);
+  sh(`tar --format=pax --pax-option='uid:=1099511627776' -C ${dir} -cf ${dir}.tar . 2>/dev/null`);
+  const err = await t.throwsAsync(readAll(`${dir}.tar`), { instanceOf: CorruptLayerError });
+  t.regex(err!.message, /entry "\.\/" has an out-of-range uid 1099511627776/);
+  // The largest 32-bit ids and a date far in the past are fine, and survive the writer for GNU tar.
+  sh(`tar --format=pax --pax-option='uid:=4294967295,gid:=4294967294,mtime:=-2208988800' -C ${dir} -cf ${dir}-ok.tar ./f`);
+  const entries = await readAll(`${dir}-ok.tar`);
+  t.like(entries.get('f')!.header, { uid: 4294967295, gid: 4294967294 });
+  const out = join(work, 'range-ok-out.tar');
+  await pipeline(writeTar(readTar(createReadStream(`${dir}-ok.tar`))), createWriteStream(out));
+  t.regex(sh(`tar --numeric-owner -tvf ${out}`), /4294967295\/4294967294 .* 1900-01-01/);
+});

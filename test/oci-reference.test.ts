@@ -92,7 +92,17 @@ const invalid: [string, RegExp][] = [
   [`ghcr.io/${'a'.repeat(250)}`, /255/],
   ['app:tag:tag', /tag|path component/],
   ['app@sha256:' + 'a'.repeat(64) + '@x', /digest/],
+  // The grammar allows any digits after ':'; the URL parser would later say only "Invalid URL".
+  ['127.0.0.1:99999/x:1', /port 99999/],
+  ['localhost:0/x', /port 0\b/],
+  ['[::1]:65536/x', /port 65536/],
 ];
+
+test('ports 1 and 65535 are accepted', (t) => {
+  t.is(parseReference('127.0.0.1:65535/x:1').registry, '127.0.0.1:65535');
+  t.is(parseReference('localhost:1/x').registry, 'localhost:1');
+  t.is(parseReference('[::1]/x').registry, '[::1]');
+});
 
 for (const [input, reason] of invalid) {
   test(`rejects ${JSON.stringify(input.length > 40 ? input.slice(0, 37) + '...' : input)}`, (t) => {
@@ -145,7 +155,7 @@ for (const [input, out] of platforms) {
   });
 }
 
-for (const bad of ['', 'linux/', '/amd64', 'linux/arm/v7/x', 'linux/am d64']) {
+for (const bad of ['', ' ', 'linux/', '/amd64', 'linux/arm/v7/x', 'linux/am d64', '../../etc', '..', 'linux/.', 'linux/amd64/..', 'linux/amd64/v8;x']) {
   test(`platform ${JSON.stringify(bad)} is rejected`, (t) => {
     const err = t.throws(() => parsePlatform(bad), { instanceOf: InvalidArgumentError });
     t.true(err!.message.includes(`"${bad}"`));

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   AbortedError,
+  BhattiError,
   DigestMismatchError,
   ManifestUnknownError,
   PlatformNotFoundError,
@@ -262,10 +263,69 @@ test('an unknown tag or repository is ManifestUnknownError naming the reference'
   t.true(e3!.message.includes(d));
 });
 
-test('a missing blob is a RegistryError naming it', async (t) => {
+test('a missing blob is a BLOB_UNKNOWN user error naming it, not a retryable RegistryError', async (t) => {
   const d = `sha256:${'1'.repeat(64)}`;
-  const err = await t.throwsAsync(new RegistryClient({ registry: reg.host }).openBlob('test/img', d), { instanceOf: RegistryError });
-  t.true(err!.message.includes(d));
+  const err = await t.throwsAsync(new RegistryClient({ registry: reg.host }).openBlob('test/img', d), { instanceOf: BhattiError });
+  // REGISTRY_UNAVAILABLE would make the blob store resume the download again and again.
+  t.false(err instanceof RegistryError);
+  t.is((err as BhattiError).code, 'BLOB_UNKNOWN');
+  t.is((err as BhattiError).kind, 'user');
+  t.regex(err!.message, new RegExp(`^blob ${d} not found in ${reg.host.replace(/[.[\]]/g, '\\$&')}/test/img\\b`));
+});
+
+/**
+ * Pushes a copy of the amd image whose config `edit` changed, optionally wrapped in an index
+ * whose only entry has `platform`; the registry (and skopeo) accept any strings there.
+ */
+function pushEdited(tag: string, edit: (config: Record<string, unknown>) => void, platform?: object): void {
+  const manifest = JSON.parse(readFileSync(blobPath(amdDigest), 'utf8'));
+  const config = JSON.parse(readFileSync(blobPath(manifest.config.digest), 'utf8'));
+  edit(config);
+  const put = (bytes: Buffer): string => {
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    writeFileSync(blobPath(digest), bytes);
+    return digest;
+  };
+  const configBytes = Buffer.from(JSON.stringify(config));
+  manifest.config = { ...manifest.config, digest: put(configBytes), size: configBytes.length };
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  let top = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: put(manifestBytes), size: manifestBytes.length };
+  if (platform) {
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...top, platform }] }),
+    );
+    top = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: put(index), size: index.length };
+  }
+  const idx = layoutIndex();
+  idx.manifests.push({ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } });
+  writeFileSync(join(L, 'index.json'), JSON.stringify(idx));
+  skopeoCopyAll(tag, `${reg.host}/test/img:${tag}`);
+}
+
+test('a config platform that could not be stored and parsed back is UnsupportedImageError naming it', async (t) => {
+  pushEdited('badvariant', (c) => {
+    c.variant = '../../x y';
+  });
+  const err = await t.throwsAsync(new RegistrySource(`${reg.host}/test/img:badvariant`).resolve({ platform: amd64 }), {
+    instanceOf: UnsupportedImageError,
+  });
+  t.true(err!.message.includes('../../x y'), err!.message);
+  t.true(err!.message.includes(`${reg.host}/test/img:badvariant`), err!.message);
+  pushEdited('badarch', (c) => {
+    c.architecture = 'amd64\n';
+  });
+  const err2 = await t.throwsAsync(new RegistrySource(`${reg.host}/test/img:badarch`).resolve({ platform: amd64 }), {
+    instanceOf: UnsupportedImageError,
+  });
+  t.false(err2!.message.includes('\n'), 'the message stays one line');
+});
+
+test('an index entry platform that could not be stored is UnsupportedImageError naming it', async (t) => {
+  pushEdited('badentry', () => {}, { os: 'linux', architecture: 'amd64', variant: '../..' });
+  const err = await t.throwsAsync(new RegistrySource(`${reg.host}/test/img:badentry`).resolve({ platform: amd64 }), {
+    instanceOf: UnsupportedImageError,
+  });
+  t.true(err!.message.includes('"../.."'), err!.message);
 });
 
 test('an unreachable registry is a RegistryError, quickly', async (t) => {

@@ -302,6 +302,8 @@ test.serial('stop, saveRootfs while stopped, start again keeps the changes', asy
   t.log(`second boot: ${Date.now() - t0} ms`);
   t.is((await run(['cat', '/written.txt', '/after.txt'])).stdout, 'guest-wrote-this\nafter\n');
   t.is((await run(['cat', '/data/written.txt'])).stdout, 'volume-data\n');
+  await t.throwsAsync(engine.start(spec), { message: /already running/ });
+  t.true(engine.isRunning(info));
 });
 
 test.serial('a QEMU that dies mid-exec gives a clear error', async (t) => {
@@ -346,6 +348,17 @@ test.serial('boot timeout: error names the timeout, includes console lines, kill
   t.regex(err!.message, /console: /);
   t.deepEqual(qemuProcessesMentioning(slow.dir), []);
   await engine.destroy(slow, undefined);
+});
+
+test.serial('abort during boot kills QEMU and removes its sockets', async (t) => {
+  const ab: SandboxSpec = { ...spec, id: 'vmtest-abort', dir: join(work, 'sb-abort'), volumes: [] };
+  await engine.create(ab);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 1500);
+  await t.throwsAsync(engine.start(ab, { signal: ac.signal }), { code: 'ABORTED' } as never);
+  t.deepEqual(qemuProcessesMentioning(ab.dir), []);
+  t.false(existsSync(join(ab.dir, 'qmp.sock')));
+  await engine.destroy(ab, undefined);
 });
 
 test.serial('resources the host cannot give are refused', async (t) => {

@@ -1,6 +1,7 @@
 import { Command, Option } from 'clipanion';
 import { userInfo } from 'node:os';
 import { Bhatti, BhattiError, toBhattiError, type BhattiOptions } from '../../lib/index.js';
+import { sanitize } from '../format.js';
 
 export interface RunContext {
   bhatti: Bhatti;
@@ -51,7 +52,7 @@ export abstract class BhattiCommand extends Command {
       if (this.json) {
         this.context.stderr.write(JSON.stringify({ error: { code: e.code, message: e.message } }) + '\n');
       } else {
-        this.context.stderr.write(`bhatti: ${e.code === 'ABORTED' ? 'interrupted' : e.message}\n`);
+        this.context.stderr.write(`bhatti: ${e.code === 'ABORTED' ? 'interrupted' : sanitize(e.message)}\n`);
       }
       if (e.code === 'ABORTED') return EXIT.interrupted;
       return e instanceof BhattiError && e.kind === 'user' ? EXIT.user : EXIT.internal;

@@ -1,5 +1,5 @@
 import { Command, Option } from 'clipanion';
-import { formatBytes } from '../format.js';
+import { formatBytes, sanitize } from '../format.js';
 import { BhattiCommand, type RunContext } from './base.js';
 
 export class ImageInspectCommand extends BhattiCommand {
@@ -29,6 +29,6 @@ export class ImageInspectCommand extends BhattiCommand {
       ['User', c.user || '0'],
       ['Env', c.env.join(' ') || '-'],
     ];
-    for (const [k, v] of lines) this.context.stdout.write(`${(k + ':').padEnd(13)} ${v}\n`);
+    for (const [k, v] of lines) this.context.stdout.write(`${(k + ':').padEnd(13)} ${sanitize(v)}\n`);
   }
 }

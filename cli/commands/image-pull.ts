@@ -1,5 +1,5 @@
 import { Command, Option } from 'clipanion';
-import { formatBytes, shortDigest } from '../format.js';
+import { formatBytes, sanitize, shortDigest } from '../format.js';
 import { attachPullProgress } from '../progress.js';
 import { BhattiCommand, type RunContext } from './base.js';
 
@@ -48,7 +48,7 @@ export class ImagePullCommand extends BhattiCommand {
           result.status === 'up-to-date'
             ? `Image ${img.name} is up to date (${img.digest})`
             : `${result.status === 'updated' ? 'Updated' : 'Pulled'} ${img.name} (${shortDigest(img.digest)}, ${formatBytes(img.size)} ext4; ${result.downloadedLayers} layer(s) downloaded, ${result.cachedLayers} from cache)`;
-        this.context.stdout.write(what + '\n');
+        this.context.stdout.write(sanitize(what) + '\n');
       }
       return 0;
     } finally {

@@ -1,5 +1,5 @@
 import { Command, Option } from 'clipanion';
-import { formatAge, table } from '../format.js';
+import { formatAge, sanitize, table } from '../format.js';
 import { InvalidArgumentError, parseVolumeSpec, type BhattiOptions, type SandboxInfo } from '../../lib/index.js';
 import { BhattiCommand, type RunContext } from './base.js';
 
@@ -15,7 +15,7 @@ function describe(s: SandboxInfo): string {
     `Memory:    ${s.memoryMiB} MiB`,
     `Volumes:   ${vols || '-'}`,
     `Created:   ${s.created.toISOString()}`,
-  ].join('\n') + '\n';
+  ].map(sanitize).join('\n') + '\n';
 }
 
 export class CreateCommand extends BhattiCommand {

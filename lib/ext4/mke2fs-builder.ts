@@ -101,10 +101,7 @@ export class Mke2fsBuilder implements Ext4Builder {
       signal: opts.signal,
       stdin: 'pipe',
       pkg: 'tar',
-      failure: (code, stderr) =>
-        /No space left on device/i.test(stderr)
-          ? new DiskFullError(opts.tmpDir)
-          : new ToolError('tar', `tar failed to extract the image (exit ${code}): ${lastLine(stderr)}`),
+      failure: (code, stderr) => (/No space left on device/i.test(stderr) ? new DiskFullError(opts.tmpDir) : tarFailure(code, stderr)),
     });
     let feedError: unknown;
     try {
@@ -166,6 +163,33 @@ export class Mke2fsBuilder implements Ext4Builder {
     const problem = stderr.split('\n').find((l) => l.trim() && !l.startsWith('debugfs '));
     if (problem) throw new ToolError('debugfs', `debugfs could not set the root mode: ${problem.trim()}`);
   }
+}
+
+/** tar lines that summarise or warn rather than say what went wrong. */
+const TAR_NOISE = /Exiting with failure status|Error is not recoverable|Ignoring unknown extended header keyword|time stamp .* in the future|implausibly old time stamp/;
+/** tar failures that point at the host (we run as root in a private dir), not at the image. */
+const TAR_HOST_TROUBLE = /Operation not permitted|Permission denied|Read-only file system|Too many open files|Cannot allocate memory|Input\/output error/;
+
+/**
+ * The first line of tar's stderr that names the problem, rather than its closing summary.
+ * What tar refuses to extract (a file over a non-empty directory, a path through a file) is
+ * the image's doing, so that is a user error; names are escaped to keep the message one line.
+ */
+export function tarFailure(code: number | null, stderr: string): BhattiError {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const first = lines.find((l) => !TAR_NOISE.test(l));
+  if (first === undefined || TAR_HOST_TROUBLE.test(first)) {
+    return new ToolError('tar', `tar failed to extract the image (exit ${code}): ${escapeControls(first ?? lastLine(stderr))}`);
+  }
+  return new BhattiError('CORRUPT_IMAGE', `the image's merged filesystem cannot be extracted: ${escapeControls(first.replace(/^tar: /, ''))}`, {
+    kind: 'user',
+  });
+}
+
+/** Control characters as \uXXXX; tar already quotes names its own way, so backslashes stay as they are. */
+function escapeControls(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Counts entries and content as they stream past. */

@@ -6,6 +6,8 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 import type { LayerProgress } from './events.js';
 
 export interface FetchLayersOptions {
+  /** Whose pull this is: cached blobs are reused only for users who fetched them before. */
+  owner: string;
   signal?: AbortSignal;
   /** Layers downloaded at once (default 3). */
   concurrency?: number;
@@ -30,7 +32,7 @@ export async function fetchLayers(
   layers: Descriptor[],
   blobs: BlobStore,
   metadata: MetadataStore,
-  opts: FetchLayersOptions = {},
+  opts: FetchLayersOptions,
 ): Promise<FetchLayersResult> {
   const queue = new PQueue({ concurrency: opts.concurrency ?? 3 });
   const result: FetchLayersResult = { downloaded: 0, cached: 0, bytesDownloaded: 0 };
@@ -42,8 +44,11 @@ export async function fetchLayers(
     queue.add(async () => {
       throwIfAborted(signal);
       let last = 0;
+      // Another user's cached copy proves nothing about this caller's access: they download it once too.
+      const owned = await metadata.blobOwnedBy(layer.digest, opts.owner);
       const { cached } = await blobs.ingest(layer.digest, layer.size, (offset, s) => source.openBlob(layer, { offset, signal: s }), {
         signal,
+        refetch: !owned,
         onProgress(current) {
           const now = Date.now();
           if (now - last < PROGRESS_INTERVAL_MS) return;
@@ -51,7 +56,7 @@ export async function fetchLayers(
           opts.onLayer?.({ digest: layer.digest, index, size: layer.size, current, status: 'downloading' });
         },
       });
-      await metadata.recordBlob({ digest: layer.digest, size: layer.size, mediaType: layer.mediaType });
+      await metadata.recordBlob({ digest: layer.digest, size: layer.size, mediaType: layer.mediaType }, opts.owner);
       if (cached) result.cached++;
       else {
         result.downloaded++;

@@ -14,7 +14,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { DataPaths } from '../storage/data-dir.js';
 import type { ImageRecord, MetadataStore } from '../storage/metadata-store.js';
 import type { TempArea } from '../storage/temp-area.js';
-import { publishFile, removeQuietly, sha256File } from '../util/fs.js';
+import { STORE_FILE, publishFile, removeQuietly, sha256File } from '../util/fs.js';
 import { Operation } from '../util/operation.js';
 import type { PullEvents, PullResult } from './events.js';
 import { fetchLayers } from './fetch-layers.js';
@@ -50,6 +50,9 @@ export interface ImageStoreOptions {
   temp: TempArea;
 }
 
+/** Blobs used within this window are kept by prune. */
+const PRUNE_GRACE_MS = 60 * 60_000;
+
 /** Unreferenced image files younger than this may belong to a publish in progress elsewhere. */
 const ORPHAN_GRACE_MS = 10 * 60_000;
 
@@ -78,6 +81,7 @@ export class ImageStore {
     await this.#o.temp.sweep();
     const referenced = await this.#o.metadata.imageFiles();
     for (const name of await readdir(this.#o.paths.imageStore)) {
+      if (!STORE_FILE.test(name)) continue;
       const full = join(this.#o.paths.imageStore, name);
       const rel = relative(this.#o.paths.root, full);
       if (referenced.has(rel)) continue;
@@ -136,6 +140,7 @@ export class ImageStore {
 
     if (existing) await this.#assertUnused(existing);
     const fetched = await fetchLayers(source, resolved.layers, blobs, metadata, {
+      owner: opts.user,
       signal,
       concurrency: opts.concurrency,
       onLayer: (e) => emit('layer', e),
@@ -158,7 +163,7 @@ export class ImageStore {
         label: 'bhatti-rootfs',
       });
       throwIfAborted(signal);
-      const record = await this.#publish(tmpImage, built, {
+      const { record, published } = await this.#publish(tmpImage, built, {
         name: opts.name,
         owner: opts.user,
         source: resolved.reference,
@@ -167,9 +172,9 @@ export class ImageStore {
         platform: resolved.platform,
         config: normaliseRuntimeConfig(resolved.config),
         layers: resolved.layers.map((l) => l.digest),
-      }, existing);
+      }, existing, opts.force);
       const result: PullResult = {
-        status: existing ? 'updated' : 'pulled',
+        status: !published ? 'up-to-date' : existing ? 'updated' : 'pulled',
         image: toImageInfo(record, opts.user),
         downloadedLayers: fetched.downloaded,
         cachedLayers: fetched.cached,
@@ -186,14 +191,17 @@ export class ImageStore {
 
   /**
    * Moves a finished ext4 file into the store and commits its row (replacing `existing`
-   * in the same transaction). The file becomes visible only once complete.
+   * in the same transaction). The file becomes visible only once complete. If another
+   * process published the same name meanwhile, `force` replaces it, an identical image
+   * makes this a no-op, and anything else is a name clash.
    */
   async #publish(
     tmpImage: string,
     built: { size: number; digest: string },
     meta: Omit<ImageRecord, 'id' | 'file' | 'size' | 'fileDigest' | 'createdAt'>,
     existing: ImageRecord | undefined,
-  ): Promise<ImageRecord> {
+    force = false,
+  ): Promise<{ record: ImageRecord; published: boolean }> {
     const { metadata, paths } = this.#o;
     const id = randomUUID();
     const finalPath = join(paths.imageStore, `${id}.ext4`);
@@ -208,12 +216,31 @@ export class ImageStore {
         fileDigest: built.digest,
         createdAt: new Date(),
       };
-      // A concurrent operation may have taken the name meanwhile: re-read right before the commit.
-      const current = await metadata.getImage(meta.owner, meta.name);
-      if (current && current.id !== existing?.id) throw new ImageExistsError(meta.name);
-      await metadata.putImage(record, { replaceId: existing?.id });
-      if (existing) await removeQuietly(join(paths.root, existing.file));
-      return record;
+      // Concurrent publishers of one name race here; re-read and decide again on a clash.
+      for (let attempt = 0; ; attempt++) {
+        let replace = attempt === 0 ? existing : undefined;
+        const current = await metadata.getImage(meta.owner, meta.name);
+        if (current && current.id !== replace?.id) {
+          if (force) {
+            await this.#assertUnused(current);
+            replace = current;
+          } else if (current.source === meta.source && current.manifestDigest === meta.manifestDigest) {
+            await removeQuietly(finalPath);
+            return { record: current, published: false };
+          } else {
+            throw new ImageExistsError(meta.name, ` (by an image from ${current.source})`);
+          }
+        }
+        try {
+          await metadata.putImage(record, { replaceId: replace?.id });
+        } catch (err) {
+          if (err instanceof ImageExistsError && attempt < 3) continue;
+          throw err;
+        }
+        if (replace) await removeQuietly(join(paths.root, replace.file));
+        break;
+      }
+      return { record, published: true };
     } catch (err) {
       await removeQuietly(finalPath);
       throw err;
@@ -244,7 +271,7 @@ export class ImageStore {
     if (existing) await this.#assertUnused(existing);
     const st = await stat(file);
     const digest = await sha256File(file, opts.signal);
-    const record = await this.#publish(file, { size: st.size, digest }, {
+    const { record } = await this.#publish(file, { size: st.size, digest }, {
       name: opts.name,
       owner: opts.user,
       source: opts.source,
@@ -253,7 +280,7 @@ export class ImageStore {
       platform: opts.platform,
       config: opts.config,
       layers: [],
-    }, existing);
+    }, existing, opts.force);
     return toImageInfo(record, opts.user);
   }
 
@@ -332,14 +359,15 @@ export class ImageStore {
     return toImageInfo(r, caller.user);
   }
 
-  /** Removes cached blobs no image refers to. Returns the bytes freed. */
+  /** Removes cached blobs no image refers to and no pull used in the last hour. Returns what was freed. */
   async pruneBlobs(opts: { signal?: AbortSignal } = {}): Promise<{ blobs: number; bytes: number }> {
     const referenced = await this.#o.metadata.referencedBlobs();
     let blobsRemoved = 0;
     let bytes = 0;
     for (const blob of await this.#o.metadata.listBlobs()) {
       throwIfAborted(opts.signal);
-      if (referenced.has(blob.digest)) continue;
+      // Recently used blobs may belong to a pull still converting in another process.
+      if (referenced.has(blob.digest) || Date.now() - blob.lastUsed.getTime() < PRUNE_GRACE_MS) continue;
       await this.#o.metadata.deleteBlob(blob.digest);
       await this.#o.blobs.delete(blob.digest);
       blobsRemoved++;

@@ -14,7 +14,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CorruptLayerError, DigestMismatchError, UnsafeLayerEntryError, throwIfAborted } from '../errors.js';
 import { decompress } from './decompress.js';
-import { ROOT, ancestorsOf, baseName, joinPath, normalizeEntryPath, parentPath } from './paths.js';
+import { ROOT, ancestorsOf, baseName, escapeText as q, joinPath, normalizeEntryPath, parentPath } from './paths.js';
 import { readTar } from './tar-reader.js';
 import { writeTar } from './tar-writer.js';
 import type { EntryType, LayerInput, TarEntry, TarHeader } from './types.js';
@@ -45,7 +45,8 @@ interface Passage {
 type Seen =
   | { kind: 'emitted'; name: string } // its content is in the output under `name`
   | { kind: 'stashed'; header: TarHeader; file?: string } // hidden from the result, content kept aside
-  | { kind: 'link'; target: string };
+  | { kind: 'link'; target: string }
+  | { kind: 'directory' }; // never a hardlink target
 
 /** A hardlink waiting for its target, which lives in a lower layer. */
 interface PendingLink {
@@ -81,15 +82,27 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
       const d = decided.get(a);
       if (d && d.type !== 'directory') {
         // Same layer: the layer itself puts a file under a symlink/file. Upper layer: the directory was replaced.
-        if (d.layer === li) throw new UnsafeLayerEntryError(digest, name, `passes through ${describe(d.type)} "${a}"`);
+        if (d.layer === li) throw new UnsafeLayerEntryError(digest, q(name), `passes through ${describe(d.type)} "${q(a)}"`);
         return false;
       }
     }
     const d = decided.get(name);
-    if (d) return d.layer === li; // upper layers win (also for directory metadata); within a layer the later entry wins, as in tar
+    if (d && d.layer !== li) return false; // upper layers win (also for directory metadata)
+    if (d) {
+      // Within a layer the later entry wins, as in tar, except where tar would refuse it or
+      // keep following the earlier symlink: say so here, naming the entry.
+      const under = passages.get(name);
+      if (d.type === 'directory' && type !== 'directory' && under) {
+        throw new CorruptLayerError(digest, `entry "${q(name)}" is a directory holding "${q(under.entry)}" and then a ${describe(type)} in the same layer`);
+      }
+      if (d.type === 'symlink' && type === 'directory') {
+        throw new UnsafeLayerEntryError(digest, q(name), 'is a symlink and then a directory in the same layer');
+      }
+      return true;
+    }
     if (type !== 'directory') {
       const p = passages.get(name);
-      if (p) throw new UnsafeLayerEntryError(p.digest, p.entry, `passes through ${describe(type)} "${name}" of layer ${digest}`);
+      if (p) throw new UnsafeLayerEntryError(p.digest, q(p.entry), `passes through ${describe(type)} "${q(name)}" of layer ${digest}`);
     }
     return true;
   };
@@ -113,10 +126,12 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
     let t = target;
     let s = seen.get(t);
     for (let hops = 0; s?.kind === 'link'; hops++) {
-      if (hops > 64) throw new CorruptLayerError(p.digest, `hardlink "${p.header.name}" is part of a loop`);
+      if (hops > 64) throw new CorruptLayerError(p.digest, `hardlink "${q(p.header.name)}" is part of a loop`);
       t = s.target;
       s = seen.get(t);
     }
+    // tar (and ext4) cannot hardlink a directory.
+    if (s?.kind === 'directory') throw new CorruptLayerError(p.digest, `hardlink "${q(p.header.name)}" points to directory "${q(t)}"`);
     if (!s) {
       const list = pending.get(t);
       if (list) list.push(p);
@@ -167,7 +182,7 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
           }
           const type = entry.header.type;
           if (name === ROOT && type !== 'directory') {
-            throw new UnsafeLayerEntryError(digest, entry.header.name, 'replaces the image root with a non-directory');
+            throw new UnsafeLayerEntryError(digest, q(entry.header.name), 'replaces the image root with a non-directory');
           }
           const header: TarHeader = { ...entry.header, name };
           const shown = visible(name, type, li, digest);
@@ -175,7 +190,7 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
           if (type === 'link') {
             const target = normalizeEntryPath(entry.header.linkname ?? '', digest);
             if (target === ROOT || target === name) {
-              throw new CorruptLayerError(digest, `hardlink "${name}" points to "${entry.header.linkname ?? ''}"`);
+              throw new CorruptLayerError(digest, `hardlink "${q(name)}" points to "${q(entry.header.linkname ?? '')}"`);
             }
             seen.set(name, { kind: 'link', target });
             if (shown) {
@@ -194,12 +209,12 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
           const waiting = pending.get(name);
           if (waiting) pending.delete(name);
           if (waiting && type === 'directory') {
-            throw new CorruptLayerError(waiting[0]!.digest, `hardlink "${waiting[0]!.header.name}" points to directory "${name}"`);
+            throw new CorruptLayerError(waiting[0]!.digest, `hardlink "${q(waiting[0]!.header.name)}" points to directory "${q(name)}"`);
           }
           if (shown) {
             decide(name, type, li, digest);
             yield { header, body: entry.body };
-            seen.set(name, { kind: 'emitted', name });
+            seen.set(name, type === 'directory' ? { kind: 'directory' } : { kind: 'emitted', name });
             for (const p of waiting ?? []) yield linkTo(p, name);
           } else if (waiting) {
             // Hidden here, but links from upper layers still need this content: the first link gets it.
@@ -207,7 +222,9 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
             yield { header: { ...header, name: first!.header.name }, body: entry.body };
             seen.set(name, { kind: 'emitted', name: first!.header.name });
             for (const p of others) yield linkTo(p, first!.header.name);
-          } else if (type !== 'directory') {
+          } else if (type === 'directory') {
+            seen.set(name, { kind: 'directory' });
+          } else {
             const file = type === 'file' && header.size > 0 && entry.body ? await spool(entry.body) : undefined;
             seen.set(name, { kind: 'stashed', header, file });
           }
@@ -227,7 +244,7 @@ export async function* flatten(layers: LayerInput[], opts: FlattenOptions = {}):
     }
     for (const [target, list] of pending) {
       const p = list[0]!;
-      throw new CorruptLayerError(p.digest, `hardlink "${p.header.name}" points to "${target}", which no layer contains`);
+      throw new CorruptLayerError(p.digest, `hardlink "${q(p.header.name)}" points to "${q(target)}", which no layer contains`);
     }
   } finally {
     if (spoolDir) await rm(spoolDir, { recursive: true, force: true });

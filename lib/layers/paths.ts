@@ -1,6 +1,16 @@
 /** Path rules that keep every layer entry inside the image root. */
 import { UnsafeLayerEntryError } from '../errors.js';
 
+/**
+ * A path (or any image-supplied text) made safe for a one-line message: control characters,
+ * quotes and backslashes escaped as in JSON, without the surrounding quotes. Image content can
+ * hold newlines and terminal escapes.
+ */
+export function escapeText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return JSON.stringify(s).slice(1, -1).replace(/[\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The normalised name of the image root itself. */
 export const ROOT = '.';
 
@@ -10,10 +20,10 @@ export const ROOT = '.';
  * because those could escape the image root when extracted.
  */
 export function normalizeEntryPath(raw: string, digest: string): string {
-  if (raw.includes('\0')) throw new UnsafeLayerEntryError(digest, raw, 'contains a NUL byte');
-  if (raw.startsWith('/')) throw new UnsafeLayerEntryError(digest, raw, 'is an absolute path');
+  if (raw.includes('\0')) throw new UnsafeLayerEntryError(digest, escapeText(raw), 'contains a NUL byte');
+  if (raw.startsWith('/')) throw new UnsafeLayerEntryError(digest, escapeText(raw), 'is an absolute path');
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new UnsafeLayerEntryError(digest, raw, 'has a ".." component');
+  if (parts.includes('..')) throw new UnsafeLayerEntryError(digest, escapeText(raw), 'has a ".." component');
   return parts.length === 0 ? ROOT : parts.join('/');
 }
 

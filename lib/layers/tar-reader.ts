@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import { CorruptLayerError, UnsupportedImageError, throwIfAborted } from '../errors.js';
 import { ByteSource } from './byte-source.js';
+import { escapeText as q } from './paths.js';
 import { BLOCK, F, PAX_XATTR, checksums, fieldBytes, padding, parseNumber, parsePax } from './tar-format.js';
 import type { EntryType, TarEntry, TarHeader } from './types.js';
 
@@ -17,6 +18,10 @@ export interface ReadTarOptions {
 /** Largest pax or GNU long-name record we accept; they are metadata, not content. */
 const MAX_META = 16 * 1024 * 1024;
 const BODY_CHUNK = 64 * 1024;
+/** uids, gids and device numbers are 32-bit in Linux and ext4. */
+const MAX_U32 = 2 ** 32 - 1;
+/** Timestamps beyond ±2^41 s (about 70,000 years) are nonsense; past ±8.64e12 s a JS Date is invalid. */
+const MAX_MTIME_SECONDS = 2 ** 41;
 
 const TYPES: Record<string, EntryType> = {
   '0': 'file',
@@ -47,6 +52,7 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
   let longLink: string | undefined;
 
   const readMeta = async (size: number, what: string): Promise<Buffer> => {
+    if (size < 0) throw corrupt(`${what} record has a negative size ${size}`);
     if (size > MAX_META) throw corrupt(`${what} record of ${size} bytes is too large`);
     const padded = size + padding(size);
     const data = padded === 0 ? Buffer.alloc(0) : await src.readExact(padded);
@@ -105,7 +111,7 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
       const paxNum = (k: string, fallback: number): number => {
         const t = text(k);
         if (t === undefined) return fallback;
-        if (!/^[0-9]+$/.test(t)) throw corrupt(`bad pax ${k} "${t}"`);
+        if (!/^[0-9]+$/.test(t)) throw corrupt(`bad pax ${k} "${q(t)}"`);
         return Number(t);
       };
       if (typeflag === 'S' || [...pax.keys()].some((k) => k.startsWith('GNU.sparse.'))) {
@@ -125,7 +131,15 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
 
       let type = TYPES[typeflag];
       if (type === 'file' && typeflag !== '7' && name.endsWith('/')) type = 'directory'; // pre-POSIX directories
-      const size = paxNum('size', rawSize);
+      /** A header or pax number must lie in [0, max]; out of range it would break everything downstream. */
+      const ranged = (field: string, value: number, max: number): number => {
+        if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+          const shown = text(field) ?? String(value);
+          throw corrupt(`entry "${q(name)}" has an out-of-range ${field} ${q(shown.length > 40 ? `${shown.slice(0, 40)}…` : shown)}`);
+        }
+        return value;
+      };
+      const size = ranged('size', paxNum('size', rawSize), Number.MAX_SAFE_INTEGER);
 
       if (type === undefined) {
         // Volume labels, multi-volume continuations and the like carry nothing for a root fs.
@@ -137,10 +151,10 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
         name,
         type,
         mode: num(F.mode, 'mode') & 0o7777,
-        uid: paxNum('uid', num(F.uid, 'uid')),
-        gid: paxNum('gid', num(F.gid, 'gid')),
+        uid: ranged('uid', paxNum('uid', num(F.uid, 'uid')), MAX_U32),
+        gid: ranged('gid', paxNum('gid', num(F.gid, 'gid')), MAX_U32),
         size: type === 'file' ? size : 0,
-        mtime: parseMtime(text('mtime'), num(F.mtime, 'mtime'), corrupt),
+        mtime: parseMtime(text('mtime'), num(F.mtime, 'mtime'), (d) => corrupt(`entry "${q(name)}" has ${d}`)),
       };
       const uname = text('uname') ?? fieldBytes(block, F.uname).toString('utf8');
       const gname = text('gname') ?? fieldBytes(block, F.gname).toString('utf8');
@@ -148,8 +162,8 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
       if (gname) header.gname = gname;
       if (type === 'link' || type === 'symlink') header.linkname = linkname;
       if (type === 'character-device' || type === 'block-device') {
-        header.devmajor = num(F.devmajor, 'devmajor');
-        header.devminor = num(F.devminor, 'devminor');
+        header.devmajor = ranged('devmajor', num(F.devmajor, 'devmajor'), MAX_U32);
+        header.devminor = ranged('devminor', num(F.devminor, 'devminor'), MAX_U32);
       }
       const xattrs = readXattrs(pax);
       if (xattrs.size > 0) header.xattrs = xattrs;
@@ -172,7 +186,7 @@ export async function* readTar(source: AsyncIterable<unknown>, opts: ReadTarOpti
               return;
             }
             const chunk = await src.readSome(Math.min(remaining, BODY_CHUNK));
-            if (chunk === null) throw corrupt(`archive ends inside the content of "${name}"`);
+            if (chunk === null) throw corrupt(`archive ends inside the content of "${q(name)}"`);
             remaining -= chunk.length;
             inflight = undefined;
             body.push(chunk);
@@ -204,9 +218,13 @@ async function skipBody(src: ByteSource, left: number, corrupt: (d: string) => E
 }
 
 function parseMtime(pax: string | undefined, fallback: number, corrupt: (d: string) => Error): Date {
-  if (pax === undefined) return new Date(fallback * 1000);
-  if (!/^-?[0-9]+(\.[0-9]*)?$/.test(pax)) throw corrupt(`bad pax mtime "${pax}"`);
-  return new Date(Math.round(parseFloat(pax) * 1000));
+  const shown = (t: string): string => q(t.length > 40 ? `${t.slice(0, 40)}…` : t);
+  if (pax !== undefined && !/^-?[0-9]+(\.[0-9]*)?$/.test(pax)) throw corrupt(`a bad pax mtime "${shown(pax)}"`);
+  const seconds = pax === undefined ? fallback : parseFloat(pax);
+  if (!Number.isFinite(seconds) || Math.abs(seconds) >= MAX_MTIME_SECONDS) {
+    throw corrupt(`an out-of-range mtime ${shown(pax ?? String(fallback))}`);
+  }
+  return new Date(Math.round(seconds * 1000));
 }
 
 /** Collects `SCHILY.xattr.*` records (GNU tar, star, Docker) and libarchive's encoded form. */

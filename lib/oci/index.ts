@@ -13,6 +13,7 @@ export {
 } from './reference.js';
 export {
   parsePlatform,
+  platformProblem,
   formatPlatform,
   hostPlatform,
   normalisePlatform,

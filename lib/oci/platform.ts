@@ -7,7 +7,24 @@ import { arch as osArch, endianness } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
 import type { Platform } from './types.js';
 
-const NAME_RE = /^[a-z0-9_.-]+$/;
+/** A platform component is stored and later parsed back, so it must be one plain token. */
+const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+
+/** Why `value` is not a usable os/architecture/variant, or undefined if it is. */
+function componentProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return 'empty component';
+  if (value === '.' || value === '..') return `bad component ${JSON.stringify(value)}`;
+  if (!NAME_RE.test(value)) return `bad component ${JSON.stringify(value)} (allowed: A-Z a-z 0-9 . _ -)`;
+  return undefined;
+}
+
+/**
+ * Why a platform (e.g. one an image declares about itself) cannot be used or stored, or
+ * undefined if every component is a plain token.
+ */
+export function platformProblem(p: Platform): string | undefined {
+  return componentProblem(p.os) ?? componentProblem(p.architecture) ?? (p.variant === undefined ? undefined : componentProblem(p.variant));
+}
 
 /** Canonical architecture and variant, e.g. (`aarch64`, ``) → (`arm64`, `v8`). */
 function normaliseArch(architecture: string, variant: string | undefined): { architecture: string; variant?: string } {
@@ -59,12 +76,16 @@ export function normalisePlatform(p: Platform): Platform {
 
 /** `linux/arm64/v8`, `linux/amd64`, or `amd64` (os defaults to linux); returns the normalised platform. */
 export function parsePlatform(s: string): Platform {
-  const parts = s.trim().split('/');
   const bad = (why: string): never => {
-    throw new InvalidArgumentError(`invalid platform "${s}": ${why}`);
+    throw new InvalidArgumentError(`invalid platform ${JSON.stringify(s)}: ${why}`);
   };
+  if (typeof s !== 'string') bad('expected os/arch[/variant]');
+  const parts = s.trim().split('/');
   if (parts.length > 3 || parts.some((p) => p === '')) bad('expected os/arch[/variant]');
-  for (const p of parts) if (!NAME_RE.test(p.toLowerCase())) bad(`bad component "${p}"`);
+  for (const p of parts) {
+    const why = componentProblem(p);
+    if (why) bad(why);
+  }
   if (parts.length === 1) return normalisePlatform({ os: 'linux', architecture: parts[0]! });
   return normalisePlatform({ os: parts[0]!, architecture: parts[1]!, variant: parts[2] });
 }

@@ -154,6 +154,9 @@ export function parseReference(input: string): ImageReference {
   }
 
   if (!DOMAIN_RE.test(registry)) fail(`invalid registry "${registry}"`);
+  // The grammar allows any digits; a port outside 1-65535 would only fail later as a bare "Invalid URL".
+  const port = /:([0-9]+)$/.exec(registry)?.[1];
+  if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535)) fail(`invalid port ${port} in registry "${registry}" (must be 1-65535)`);
   if (repository.length === 0) fail('missing repository name');
   if (repository.toLowerCase() !== repository) fail('repository name must be lowercase');
   for (const component of repository.split('/')) {

@@ -264,7 +264,7 @@ export class RegistryClient {
     } else if (res.statusCode === 200) {
       skip = offset;
     } else {
-      await this.fail(res, body, repository, what, signal, true);
+      await this.fail(res, body, repository, what, signal, digest);
     }
     const out = new SkipBytes(skip);
     body.on('error', (err) => out.destroy(this.mapError(err, signal, `downloading ${what}`)));
@@ -499,7 +499,7 @@ export class RegistryClient {
   }
 
   /** Turns a non-success answer into the right typed error. */
-  private async fail(res: PlainResponse, body: GotRequest, repository: string, what: string, signal: AbortSignal | undefined, blob = false): Promise<never> {
+  private async fail(res: PlainResponse, body: GotRequest, repository: string, what: string, signal: AbortSignal | undefined, blobDigest?: string): Promise<never> {
     let detail = '';
     let codes: string[] = [];
     try {
@@ -525,7 +525,10 @@ export class RegistryClient {
     }
     const unknown = codes.some((c) => c === 'MANIFEST_UNKNOWN' || c === 'NAME_UNKNOWN' || c === 'BLOB_UNKNOWN');
     if (status === 404 || unknown) {
-      if (blob) throw new RegistryError(this.registry, `registry ${this.registry} has no ${what}${detail ? ` (${detail})` : ''}`);
+      // A missing blob stays missing: not REGISTRY_UNAVAILABLE, so nobody retries or resumes it.
+      if (blobDigest !== undefined) {
+        throw new BhattiError('BLOB_UNKNOWN', `blob ${blobDigest} not found in ${this.registry}/${repository}${detail ? ` (${detail})` : ''}`, { kind: 'user' });
+      }
       throw new ManifestUnknownError(what, detail ? ` (${detail})` : '');
     }
     throw new RegistryError(

@@ -12,7 +12,7 @@ import {
   parseManifest,
   type ParsedImageManifest,
 } from './manifest.js';
-import { formatPlatform, normalisePlatform, platformMatches, selectPlatform } from './platform.js';
+import { formatPlatform, normalisePlatform, platformMatches, platformProblem, selectPlatform } from './platform.js';
 import { manifestRef, parseReference, type ImageReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import type { Descriptor, ImageSource, OpenBlobOptions, Platform, ResolvedImage } from './types.js';
@@ -51,10 +51,11 @@ export class RegistrySource implements ImageSource {
       const entries = parsed.manifests.filter((m) => m.platform && !isAttestationEntry(m));
       const i = selectPlatform(platform, entries.map((m) => m.platform!));
       if (i < 0) {
-        const available = [...new Set(entries.map((m) => formatPlatform(m.platform!)))];
+        const available = [...new Set(entries.map((m) => describePlatform(m.platform!)))];
         throw new PlatformNotFoundError(formatPlatform(platform), available);
       }
       const chosen = entries[i]!;
+      checkPlatform(chosen.platform!, `the index entry ${chosen.digest} of ${this.description}`);
       chosenPlatform = chosen.platform;
       throwIfAborted(signal);
       fetched = await this.client.getManifest(repo, chosen.digest, { signal });
@@ -71,6 +72,8 @@ export class RegistrySource implements ImageSource {
     const config = parseImageConfig(configBytes, what, manifest.layers.length);
 
     const declared = configPlatform(config);
+    // The stored platform comes from here when no index chose one; it must parse back later.
+    if (!chosenPlatform && declared) checkPlatform(declared, `the config of ${what}`);
     // A single-platform image for another CPU would not boot; say so rather than build it.
     if (!chosenPlatform && declared && !platformMatches(platform, declared)) {
       throw new PlatformNotFoundError(formatPlatform(platform), [formatPlatform(declared)]);
@@ -92,6 +95,17 @@ export class RegistrySource implements ImageSource {
   openBlob(desc: Descriptor, opts: OpenBlobOptions = {}): Promise<Readable> {
     return this.client.openBlob(this.reference.repository, desc.digest, opts);
   }
+}
+
+/** An image-supplied platform is stored and parsed back later, so it must be plain tokens. */
+function checkPlatform(p: Platform, what: string): void {
+  const why = platformProblem(p);
+  if (why) throw new UnsupportedImageError(`${what} declares an invalid platform ${describePlatform(p)}: ${why}`);
+}
+
+/** A platform for messages; image-supplied components may hold anything, so they are quoted when odd. */
+function describePlatform(p: Platform): string {
+  return platformProblem(p) ? JSON.stringify([p.os, p.architecture, p.variant ?? ''].join('/')) : formatPlatform(p);
 }
 
 function checkSize(desc: Descriptor, actual: number, what: string): void {

@@ -8,6 +8,11 @@ export interface IngestOptions {
   onProgress?: ProgressFn;
   /** How many times a cut-short stream is resumed from where it stopped (default 3). */
   retries?: number;
+  /**
+   * Download and verify even when the blob is already stored (default false), e.g. when the
+   * caller has not yet shown they can obtain it.
+   */
+  refetch?: boolean;
 }
 
 /**

@@ -47,7 +47,14 @@ export class FsBlobStore implements BlobStore {
 
   async ingest(digest: string, size: number, open: BlobOpener, opts: IngestOptions = {}): Promise<{ cached: boolean }> {
     const finalPath = this.path(digest);
-    if (await this.has(digest)) return { cached: true };
+    if (!opts.refetch && (await this.has(digest))) {
+      // The descriptor must describe the cached bytes exactly as it would a download.
+      const have = (await stat(finalPath)).size;
+      if (size >= 0 && have !== size) {
+        throw new BhattiError('SIZE_MISMATCH', `blob ${digest} has ${have} bytes but its descriptor declares ${size}`);
+      }
+      return { cached: true };
+    }
     const algo = digest.slice(0, digest.indexOf(':'));
     const dir = await this.temp.create();
     const tmpFile = join(dir, 'blob');
@@ -63,7 +70,7 @@ export class FsBlobStore implements BlobStore {
             transform(chunk: Buffer, _enc, cb) {
               written += chunk.length;
               if (size >= 0 && written > size) {
-                cb(new DigestMismatchError(digest, 'more bytes than the descriptor\'s size ' + size, 'blob'));
+                cb(new BhattiError('SIZE_MISMATCH', `blob ${digest} is larger than the ${size} bytes its descriptor declares`));
                 return;
               }
               hash.update(chunk);

@@ -42,6 +42,8 @@ export class KnexMetadataStore implements MetadataStore {
       client: 'sqlite3',
       connection: { filename },
       useNullAsDefault: true,
+      // The library never prints; errors reach the caller as exceptions.
+      log: { warn() {}, error() {}, deprecate() {}, debug() {} },
       pool: {
         min: 1,
         max: 1,
@@ -139,11 +141,19 @@ export class KnexMetadataStore implements MetadataStore {
     return new Set(rows.map((r: { file: string }) => r.file));
   }
 
-  async recordBlob(blob: BlobRecord): Promise<void> {
-    await this.knex('blobs')
-      .insert({ digest: blob.digest, size: blob.size, media_type: blob.mediaType, created_at: Date.now() })
-      .onConflict('digest')
-      .ignore();
+  async recordBlob(blob: BlobRecord, owner: string): Promise<void> {
+    await this.knex.transaction(async (trx) => {
+      // created_at doubles as "last used", so prune leaves blobs of pulls in progress alone.
+      await trx('blobs')
+        .insert({ digest: blob.digest, size: blob.size, media_type: blob.mediaType, created_at: Date.now() })
+        .onConflict('digest')
+        .merge({ created_at: Date.now() });
+      await trx('blob_owners').insert({ digest: blob.digest, owner }).onConflict(['digest', 'owner']).ignore();
+    });
+  }
+
+  async blobOwnedBy(digest: string, owner: string): Promise<boolean> {
+    return (await this.knex('blob_owners').where({ digest, owner }).first()) !== undefined;
   }
 
   async referencedBlobs(): Promise<Set<string>> {
@@ -151,17 +161,21 @@ export class KnexMetadataStore implements MetadataStore {
     return new Set(rows.map((r: { digest: string }) => r.digest));
   }
 
-  async listBlobs(): Promise<BlobRecord[]> {
-    const rows = await this.knex('blobs').select('digest', 'size', 'media_type');
-    return rows.map((r: { digest: string; size: number | string; media_type: string }) => ({
+  async listBlobs(): Promise<(BlobRecord & { lastUsed: Date })[]> {
+    const rows = await this.knex('blobs').select('digest', 'size', 'media_type', 'created_at');
+    return rows.map((r: { digest: string; size: number | string; media_type: string; created_at: number | string }) => ({
       digest: r.digest,
       size: Number(r.size),
       mediaType: r.media_type,
+      lastUsed: new Date(Number(r.created_at)),
     }));
   }
 
   async deleteBlob(digest: string): Promise<void> {
-    await this.knex('blobs').where({ digest }).delete();
+    await this.knex.transaction(async (trx) => {
+      await trx('blob_owners').where({ digest }).delete();
+      await trx('blobs').where({ digest }).delete();
+    });
   }
 
   async insertSandbox(r: SandboxRecord): Promise<boolean> {

@@ -91,10 +91,14 @@ export interface MetadataStore {
   deleteImage(id: string): Promise<boolean>;
   /** All image file paths (relative to the data dir) that rows point at. */
   imageFiles(): Promise<Set<string>>;
-  recordBlob(blob: BlobRecord): Promise<void>;
+  /** Records a blob as present and usable by `owner`, and marks it used now (prune spares recent blobs). */
+  recordBlob(blob: BlobRecord, owner: string): Promise<void>;
+  /** Whether `owner` has fetched and verified this blob before. */
+  blobOwnedBy(digest: string, owner: string): Promise<boolean>;
   /** Blob digests referenced by any image. */
   referencedBlobs(): Promise<Set<string>>;
-  listBlobs(): Promise<BlobRecord[]>;
+  /** Blobs with the time they were last recorded or used. */
+  listBlobs(): Promise<(BlobRecord & { lastUsed: Date })[]>;
   deleteBlob(digest: string): Promise<void>;
 
   /** Inserts a sandbox with its volume attachments; ImageExistsError-like failure is reported as a boolean. */

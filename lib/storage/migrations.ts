@@ -93,6 +93,25 @@ const migrations: Migration[] = [
       await knex.schema.dropTable('volumes');
     },
   },
+  {
+    // Cached blobs are shared on disk but not across users: a user may use a cached blob only
+    // after proving once (by downloading it from their own registry) that they can get it.
+    name: '003_blob_owners',
+    async up(knex) {
+      await knex.schema.createTable('blob_owners', (t) => {
+        t.string('digest', 100).notNullable();
+        t.string('owner', 255).notNullable();
+        t.primary(['digest', 'owner']);
+      });
+      // Blobs cached before this migration stay usable by the owners of images built from them.
+      await knex.raw(
+        'INSERT INTO blob_owners (digest, owner) SELECT DISTINCT image_layers.digest, images.owner FROM image_layers JOIN images ON images.id = image_layers.image_id',
+      );
+    },
+    async down(knex) {
+      await knex.schema.dropTable('blob_owners');
+    },
+  },
 ];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {

@@ -2,6 +2,9 @@ import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeQuietly } from '../util/fs.js';
 
+/** `<pid>-<6 random chars>`, as mkdtemp makes them. */
+const SCRATCH_NAME = /^(\d+)-[A-Za-z0-9]{6}$/;
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -35,9 +38,11 @@ export class TempArea {
     }
     let removed = 0;
     for (const name of names) {
-      const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) continue;
-      if (pid === process.pid) continue;
+      // Only what create() makes is ours to remove; anything else in the directory is left alone.
+      const m = SCRATCH_NAME.exec(name);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || alive(pid)) continue;
       await removeQuietly(join(this.root, name));
       removed++;
     }

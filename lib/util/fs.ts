@@ -37,3 +37,8 @@ export async function sha256File(path: string, signal?: AbortSignal): Promise<st
   await pipeline(createReadStream(path), hash, { signal });
   return `sha256:${hash.digest('hex')}`;
 }
+
+/** Names the stores give their files: `<uuid>.ext4`. Sweeps touch nothing else. */
+export const STORE_FILE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.ext4$/;
+/** Sandbox directories are named by UUID. */
+export const UUID_NAME = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

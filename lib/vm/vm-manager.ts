@@ -17,7 +17,7 @@ import { parsePlatform } from '../oci/platform.js';
 import type { DataPaths } from '../storage/data-dir.js';
 import type { MetadataStore, SandboxRecord, SandboxVolumeRecord } from '../storage/metadata-store.js';
 import type { TempArea } from '../storage/temp-area.js';
-import { removeQuietly } from '../util/fs.js';
+import { UUID_NAME, removeQuietly } from '../util/fs.js';
 import type { Engine, ExecRequest, ExecResult, RunningInfo, SandboxSpec } from './engine.js';
 import { validateMountPath, validateName, type VolumeMountSpec } from './names.js';
 import { toSandboxInfo, type SandboxInfo } from './sandbox-info.js';
@@ -76,7 +76,7 @@ export class VmManager {
     }
     // Sandbox dirs without a row: a create that crashed before its row was written.
     for (const name of await readdir(this.o.paths.sandboxes)) {
-      if (!known.has(name)) await removeQuietly(join(this.o.paths.sandboxes, name));
+      if (UUID_NAME.test(name) && !known.has(name)) await removeQuietly(join(this.o.paths.sandboxes, name));
     }
   }
 

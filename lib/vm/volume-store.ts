@@ -6,7 +6,7 @@ import { lastLine, runTool } from '../util/run-tool.js';
 import type { DataPaths } from '../storage/data-dir.js';
 import type { MetadataStore, VolumeRecord } from '../storage/metadata-store.js';
 import type { TempArea } from '../storage/temp-area.js';
-import { publishFile, removeQuietly } from '../util/fs.js';
+import { STORE_FILE, publishFile, removeQuietly } from '../util/fs.js';
 import { validateName } from './names.js';
 
 /** What callers see of a volume. */
@@ -36,6 +36,7 @@ export class VolumeStore {
     await mkdir(this.o.paths.volumes, { recursive: true, mode: 0o700 });
     const referenced = await this.o.metadata.volumeFiles();
     for (const name of await readdir(this.o.paths.volumes)) {
+      if (!STORE_FILE.test(name)) continue;
       const full = join(this.o.paths.volumes, name);
       if (referenced.has(relative(this.o.paths.root, full))) continue;
       const st = await stat(full).catch(() => undefined);

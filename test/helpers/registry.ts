@@ -14,6 +14,8 @@ export interface TestRegistry {
   port: number;
   /** `user:password` when started with auth. */
   auth?: string;
+  /** The registry's storage root (for tests that tamper with what it holds). */
+  storage: string;
   /** Pushes an OCI layout tag (`dir:tag`) to `host/repo:tag` with skopeo. */
   push(layoutRef: string, repoTag: string): void;
   stop(): Promise<void>;
@@ -72,6 +74,7 @@ export async function startRegistry(opts: { auth?: { user: string; password: str
     host,
     port,
     auth,
+    storage: join(dir, 'data'),
     push(layoutRef, repoTag) {
       const args = ['copy', '--quiet', '--dest-tls-verify=false'];
       if (auth) args.push('--dest-creds', auth);

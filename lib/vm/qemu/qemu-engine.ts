@@ -148,6 +148,8 @@ export class QemuEngine implements Engine {
       throw new InvalidArgumentError(`sandbox ${spec.id} has no root disk ${p.overlay}; create it first`);
     }
     const args = buildQemuArgs(spec, { kernel: this.kit!.kernelPath!, initrd: this.kit!.initrdPath! }, accel);
+    const live = await this.liveQemu(spec.dir);
+    if (live) throw new BhattiError('SANDBOX_RUNNING', `sandbox ${spec.id} is already running (QEMU pid ${live})`);
     await this.removeRuntimeFiles(spec.dir);
     throwIfAborted(signal);
 
@@ -376,17 +378,21 @@ export class QemuEngine implements Engine {
   }
 
   async destroy(spec: SandboxSpec, info: RunningInfo | undefined): Promise<void> {
-    const p = sandboxPaths(spec.dir);
     if (info) {
       this.dropAgent(info.agentSocket);
       if (this.isRunning(info)) await terminate(info.pid, info.startTime, 5000);
     }
     // Also catch a QEMU the caller lost track of (e.g. a crash between spawn and recording it).
-    const pidText = await readFile(p.pidFile, 'utf8').catch(() => '');
-    const pid = Number(pidText.trim());
-    if (pid > 0 && processAlive(pid) && processCmdline(pid).some((a) => a.includes(p.overlay))) {
-      await terminate(pid, processStartTime(pid), 5000);
-    }
+    const pid = await this.liveQemu(spec.dir);
+    if (pid) await terminate(pid, processStartTime(pid), 5000);
     await rm(spec.dir, { recursive: true, force: true });
+  }
+
+  /** The pid of a live QEMU serving this sandbox dir, from its pid file, if any. */
+  private async liveQemu(dir: string): Promise<number | undefined> {
+    const p = sandboxPaths(dir);
+    const pid = Number((await readFile(p.pidFile, 'utf8').catch(() => '')).trim());
+    const ours = pid > 0 && processAlive(pid) && processCmdline(pid).some((a) => a.includes(p.overlay));
+    return ours ? pid : undefined;
   }
 }
