@@ -31,4 +31,18 @@ echo
 echo "== /usr/lib/os-release inside the image (debugfs)"
 debugfs -R 'cat /usr/lib/os-release' "$IMG" 2>/dev/null | head -n 3
 echo
+echo "== bhatti create --name demo --image debian (a QEMU microVM; TCG boots in ~15 s here)"
+node dist/cli.js destroy demo --data-dir "$DATA" >/dev/null 2>&1 || true
+node dist/cli.js create --name demo --image debian --data-dir "$DATA"
+echo
+echo "== bhatti exec demo -- sh -c '. /etc/os-release; echo \$PRETTY_NAME; curl --version | head -1; exit 3'"
+set +e
+node dist/cli.js exec demo --data-dir "$DATA" -- sh -c '. /etc/os-release; echo "$PRETTY_NAME"; curl --version | head -n 1; exit 3'
+echo "(exit code $?)"
+set -e
+echo
+echo "== bhatti list"
+node dist/cli.js list --data-dir "$DATA"
+node dist/cli.js destroy demo --data-dir "$DATA"
+echo
 echo "Done. Data dir: $DATA (delete the image with: node dist/cli.js image delete debian -y --data-dir $DATA)"

@@ -4,9 +4,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AbortedError } from '../lib/errors.js';
+import { AbortedError, BhattiError } from '../lib/errors.js';
 import { Mke2fsBuilder } from '../lib/ext4/mke2fs-builder.js';
 import { flatten } from '../lib/layers/flatten.js';
+import { readTar } from '../lib/layers/tar-reader.js';
 import type { LayerInput } from '../lib/layers/types.js';
 import { cat, fsck, ls, readlink, stat, xattrs } from './helpers/e2fs.js';
 
@@ -189,6 +190,27 @@ test('a missing tool is reported with its Debian package', async (t) => {
     new Mke2fsBuilder({ mke2fs: 'mke2fs-not-installed-here' }).build(flatten([l]), join(work, 'x.ext4'), { tmpDir: work }),
   );
   t.regex(err!.message, /e2fsprogs/);
+});
+
+test('what GNU tar refuses to extract is a one-line user error quoting its first complaint', async (t) => {
+  // One archive, made by GNU tar: directory x with x/y, then (appended) a file x over it.
+  // Fed to the builder unflattened, so GNU tar itself meets the conflict.
+  const name = 'x\x1b[31m';
+  const dir = join(work, 'tarfail');
+  sh(`mkdir -p ${dir}/a/"$N" ${dir}/b && echo y > ${dir}/a/"$N"/y && echo f > ${dir}/b/"$N"`.replaceAll('$N', name));
+  const file = join(work, 'tarfail.tar');
+  execFileSync('tar', ['--format=pax', '-C', join(dir, 'a'), '-cf', file, name]);
+  execFileSync('tar', ['--format=pax', '-C', join(dir, 'b'), '-rf', file, name]);
+  const err = await t.throwsAsync(new Mke2fsBuilder().build(readTar(createReadStream(file)), join(work, 'tarfail.ext4'), { tmpDir: work }), {
+    instanceOf: BhattiError,
+  });
+  const e = err as BhattiError;
+  t.is(e.kind, 'user');
+  t.is(e.code, 'CORRUPT_IMAGE');
+  t.regex(e.message, /^the image's merged filesystem cannot be extracted: x.*: Cannot open: File exists$/);
+  t.notRegex(e.message, /Exiting with failure status/);
+  // eslint-disable-next-line no-control-regex
+  t.notRegex(e.message, /[\x00-\x1f\x7f]/, 'no raw control characters: the message stays one line');
 });
 
 /** Commands of this process's direct children. */
