@@ -118,6 +118,20 @@ export class RegistryAuthError extends BhattiError {
   }
 }
 
+/** The registry has no blob of that digest in the repository. */
+export class BlobUnknownError extends BhattiError {
+  constructor(readonly digest: string, message: string) {
+    super('BLOB_UNKNOWN', message);
+  }
+}
+
+/** The merged filesystem of an image cannot be materialised (conflicting entries tar refuses). */
+export class CorruptImageError extends BhattiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CORRUPT_IMAGE', message, options);
+  }
+}
+
 /** The registry could not be reached, or answered in a way we cannot use. */
 export class RegistryError extends BhattiError {
   constructor(readonly registry: string, message: string, options?: { cause?: unknown }) {

@@ -262,3 +262,49 @@ test('symlinks, devices, modes and owners pass through', async (t) => {
   t.is(s.uid, 1234);
   t.is(s.gid, 99);
 });
+
+// Same-layer conflicts GNU tar would refuse (or resolve through a symlink) when extracting:
+// reported by flatten, naming the entry, instead of as tar's generic failure later.
+
+test('one layer with directory x holding x/y, then a file x, is CorruptLayerError naming x', async (t) => {
+  const l = layer('mkdir x && echo y > x/y', {
+    post: 'mkdir -p ../alt-$$ && echo f > ../alt-$$/x && tar --format=pax -C ../alt-$$ -rf $TAR x',
+  });
+  t.regex(sh(`tar -tf ${join(work, `l${seq - 1}.tar`)}`), /x\/y\n(\.\/)?x\n$/, 'the archive really holds both');
+  const err = await t.throwsAsync(extract([l]), { instanceOf: CorruptLayerError });
+  t.regex(err!.message, /entry "x" is a directory holding "x\/y" and then a non-directory \(file\) in the same layer/);
+});
+
+test('one layer with symlink a, then directory a and a/f, is UnsafeLayerEntryError naming a', async (t) => {
+  const l = layer('ln -s /tmp a', {
+    post: 'mkdir -p ../alt-$$/a && echo f > ../alt-$$/a/f && tar --format=pax -C ../alt-$$ -rf $TAR a',
+  });
+  const err = await t.throwsAsync(extract([l]), { instanceOf: UnsafeLayerEntryError });
+  t.regex(err!.message, /entry "a" is a symlink and then a directory in the same layer/);
+});
+
+test('a hardlink to a directory is CorruptLayerError naming both', async (t) => {
+  // GNU tar cannot make one; Python's tarfile writes the entry as asked.
+  const file = join(work, 'dirlink.tar');
+  sh(`python3 - <<'PY'
+import tarfile
+with tarfile.open('${file}', 'w', format=tarfile.PAX_FORMAT) as tf:
+    d = tarfile.TarInfo('d'); d.type = tarfile.DIRTYPE; d.mode = 0o755; tf.addfile(d)
+    l = tarfile.TarInfo('l'); l.type = tarfile.LNKTYPE; l.linkname = 'd'; tf.addfile(l)
+PY`);
+  const err = await t.throwsAsync(extract([fileLayer(file)]), { instanceOf: CorruptLayerError });
+  t.regex(err!.message, /hardlink "l" points to directory "d"/);
+});
+
+test('entry names in errors have control characters escaped: one line, no terminal escapes', async (t) => {
+  const file = join(work, 'ctrl.tar');
+  sh(`python3 - <<'PY'
+import io, tarfile
+with tarfile.open('${file}', 'w', format=tarfile.PAX_FORMAT) as tf:
+    f = tarfile.TarInfo('../\\x1b[31mred\\nline'); f.size = 2; tf.addfile(f, io.BytesIO(b'x\\n'))
+PY`);
+  const err = await t.throwsAsync(extract([fileLayer(file)]), { instanceOf: UnsafeLayerEntryError });
+  t.true(err!.message.includes('"../\\u001b[31mred\\nline" has a ".." component'), err!.message);
+  // eslint-disable-next-line no-control-regex
+  t.notRegex(err!.message, /[\x00-\x1f\x7f]/);
+});

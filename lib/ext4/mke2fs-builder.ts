@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, BhattiError, DiskFullError, ToolError, throwIfAborted, toBhattiError } from '../errors.js';
+import { AbortedError, BhattiError, DiskFullError, ToolError, throwIfAborted, toBhattiError, CorruptImageError } from '../errors.js';
 import { writeTar } from '../layers/tar-writer.js';
 import type { TarEntry } from '../layers/types.js';
 import { ContentStats } from './content-stats.js';
@@ -181,9 +181,7 @@ export function tarFailure(code: number | null, stderr: string): BhattiError {
   if (first === undefined || TAR_HOST_TROUBLE.test(first)) {
     return new ToolError('tar', `tar failed to extract the image (exit ${code}): ${escapeControls(first ?? lastLine(stderr))}`);
   }
-  return new BhattiError('CORRUPT_IMAGE', `the image's merged filesystem cannot be extracted: ${escapeControls(first.replace(/^tar: /, ''))}`, {
-    kind: 'user',
-  });
+  return new CorruptImageError(`the image's merged filesystem cannot be extracted: ${escapeControls(first.replace(/^tar: /, ''))}`);
 }
 
 /** Control characters as \uXXXX; tar already quotes names its own way, so backslashes stay as they are. */

@@ -95,7 +95,7 @@ export class ImageStore {
     return new Operation<PullResult, PullEvents>(async (emit) => {
       const ref = parseReference(reference);
       const name = validateImageName(opts.name ?? defaultImageName(ref.repository, ref.tag, ref.digest));
-      const platform: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
+      const platform: Platform = opts.platform !== undefined ? parsePlatform(opts.platform) : hostPlatform();
       const source = new RegistrySource(reference, { auth: parseAuth(opts.auth), insecure: opts.insecure });
       emit('resolving', { reference: source.description });
       return this.#build(source, { ...opts, name, platform, origin: 'pull' }, emit);

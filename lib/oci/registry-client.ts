@@ -14,6 +14,7 @@ import {
   RegistryAuthError,
   RegistryError,
   throwIfAborted,
+  BlobUnknownError,
 } from '../errors.js';
 import { detectManifestMediaType, MANIFEST_ACCEPT } from './manifest.js';
 import { registryApiHost, validateDigest } from './reference.js';
@@ -527,7 +528,7 @@ export class RegistryClient {
     if (status === 404 || unknown) {
       // A missing blob stays missing: not REGISTRY_UNAVAILABLE, so nobody retries or resumes it.
       if (blobDigest !== undefined) {
-        throw new BhattiError('BLOB_UNKNOWN', `blob ${blobDigest} not found in ${this.registry}/${repository}${detail ? ` (${detail})` : ''}`, { kind: 'user' });
+        throw new BlobUnknownError(blobDigest, `blob ${blobDigest} not found in ${this.registry}/${repository}${detail ? ` (${detail})` : ''}`);
       }
       throw new ManifestUnknownError(what, detail ? ` (${detail})` : '');
     }

@@ -21,6 +21,16 @@ interface ImageRow {
   created_at: number | string;
 }
 
+/** Rows written before platforms were validated may hold odd strings: read them without throwing. */
+function readPlatform(s: string): ImageRecord['platform'] {
+  try {
+    return parsePlatform(s);
+  } catch {
+    const [os = '', architecture = '', variant] = s.split('/');
+    return variant === undefined ? { os, architecture } : { os, architecture, variant };
+  }
+}
+
 function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   // SQLite reports SQLITE_CONSTRAINT (+ "UNIQUE" in the message); Postgres 23505.
@@ -76,7 +86,7 @@ export class KnexMetadataStore implements MetadataStore {
       source: row.source,
       origin: row.origin,
       manifestDigest: row.manifest_digest,
-      platform: parsePlatform(row.platform),
+      platform: readPlatform(row.platform),
       config: JSON.parse(row.config),
       layers: layers.map((l: { digest: string }) => l.digest),
       file: row.file,
