@@ -59,6 +59,8 @@ export async function vmBench(work: string, opts: { runs: number; smallMb: numbe
     }
     // Raw qemu-ga on the same VM: guest-exec + guest-exec-status polls, nothing else.
     const runtime = (await bhatti.metadata.getSandbox(user, 'rt'))!.runtime as { agentSocket: string };
+    // qemu-ga serves one client: let the engine's connection close before ours opens.
+    await new Promise((r) => setTimeout(r, 1000));
     const qga = await QgaClient.connect(runtime.agentSocket);
     const raw: number[] = [];
     try {

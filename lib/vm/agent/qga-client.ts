@@ -242,6 +242,8 @@ export class QgaClient {
     if (args.env) a.env = args.env;
     if (args.inputData) a['input-data'] = args.inputData.toString('base64');
     const r = await this.call<{ pid: number }>('guest-exec', a, opts);
+    // A reply of another shape means the stream is out of step (e.g. a stale reply); never poll `undefined`.
+    if (typeof r?.pid !== 'number') throw new AgentError(`guest-exec answered ${JSON.stringify(r)}, not a pid`);
     return r.pid;
   }
 
