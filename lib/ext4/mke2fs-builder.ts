@@ -3,8 +3,6 @@
  * dir (keeping owners, modes, xattrs, hardlinks, device nodes), then `mke2fs -d` copies that
  * tree into a new filesystem sized from what was extracted. The temp dir is always removed.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +11,7 @@ import { writeTar } from '../layers/tar-writer.js';
 import type { TarEntry } from '../layers/types.js';
 import { ContentStats } from './content-stats.js';
 import { lastLine, runTool } from '../util/run-tool.js';
+import { sha256File } from '../util/fs.js';
 import type { Ext4BuildOptions, Ext4BuildResult, Ext4Builder } from './types.js';
 
 const DEFAULT_HEADROOM = 0.25;
@@ -207,8 +206,3 @@ async function syncFile(path: string): Promise<void> {
   }
 }
 
-async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash, { signal });
-  return `sha256:${hash.digest('hex')}`;
-}

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -9,7 +9,8 @@ import { fsyncPath, publishFile } from '../../util/fs.js';
 import { CpioWriter } from './cpio-writer.js';
 import { INIT_SCRIPT, SHUTDOWN_SCRIPT } from './guest-scripts.js';
 import { findHostKernel, readModule, resolveModules } from './kernel-modules.js';
-import { runCommand } from './run-command.js';
+import { runCommand } from '../../util/run-command.js';
+import { sha256File } from '../../util/fs.js';
 
 /** Bumped whenever the initrd layout or scripts change in a way old kits cannot serve. */
 export const KIT_FORMAT = 1;
@@ -42,11 +43,6 @@ export interface BootKitStatus {
   initrdPath?: string;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(path), h);
-  return h.digest('hex');
-}
 
 const scriptsHash = (): string =>
   createHash('sha256').update(`${KIT_FORMAT}\0${INIT_SCRIPT}\0${SHUTDOWN_SCRIPT}`).digest('hex');

@@ -1,7 +1,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ToolError } from '../../errors.js';
-import { runCommand } from './run-command.js';
+import { runCommand } from '../../util/run-command.js';
 
 /**
  * Modules the guest needs before it can mount its root: virtio transport, block and console

@@ -8,7 +8,7 @@ import { AbortedError, AgentError, BhattiError, InvalidArgumentError, ToolError,
 import { QgaClient } from '../agent/qga-client.js';
 import type { Engine, ExecRequest, ExecResult, RunningInfo, SandboxSpec } from '../engine.js';
 import { ensureBootKit, type BootKitStatus } from '../kit/boot-kit.js';
-import { runCommand } from '../kit/run-command.js';
+import { runCommand } from '../../util/run-command.js';
 import { detectAccel, kvmDeviceUsable, type Accel } from './accel-probe.js';
 import { guestExec } from './guest-exec.js';
 import { processAlive, processCmdline, processStartTime, signalProcess, terminate, waitForExit } from './host-process.js';

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { AbortedError, ToolError } from '../../errors.js';
+import { AbortedError, ToolError } from '../errors.js';
 
 export interface RunResult {
   stdout: Buffer;
