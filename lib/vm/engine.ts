@@ -13,6 +13,8 @@ export interface VolumeAttachment {
 export interface SandboxSpec {
   /** Stable id (a UUID); engines use it for naming, never user input. */
   id: string;
+  /** The sandbox's name, for messages only (never for paths). */
+  name?: string;
   /** Private directory for this sandbox's files (copy-on-write view, sockets, logs, pid file). */
   dir: string;
   /** Read-only base ext4 image. Engines must never write to it. */

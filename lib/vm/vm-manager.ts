@@ -92,6 +92,7 @@ export class VmManager {
     }
     return {
       id: r.id,
+      name: r.name,
       dir: join(this.o.paths.sandboxes, r.id),
       image: join(this.o.paths.root, r.imageFile),
       cpus: r.cpus,
@@ -214,7 +215,13 @@ export class VmManager {
       throw new SandboxStateError(name, `sandbox "${name}" is ${r.state}; start it with: bhatti start ${name}`);
     }
     const { user: _caller, runAs, ...req } = opts;
-    return this.o.engine.exec(await this.#spec(r), r.runtime as unknown as RunningInfo, { ...req, user: runAs, argv });
+    try {
+      return await this.o.engine.exec(await this.#spec(r), r.runtime as unknown as RunningInfo, { ...req, user: runAs, argv });
+    } catch (err) {
+      // The VM died under the command: record the truth so list/inspect do not claim it runs.
+      if (!this.#alive(r)) await this.o.metadata.updateSandbox(r.id, { state: 'stopped', runtime: null });
+      throw err;
+    }
   }
 
   /** Shuts the guest down cleanly (forcibly after `timeoutMs`); its root filesystem changes are kept. */

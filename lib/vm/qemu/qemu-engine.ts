@@ -145,11 +145,11 @@ export class QemuEngine implements Engine {
     const accel = await this.resolveAccel({ signal });
     const p = sandboxPaths(spec.dir);
     if (!(await stat(p.overlay).catch(() => undefined))?.isFile()) {
-      throw new InvalidArgumentError(`sandbox ${spec.id} has no root disk ${p.overlay}; create it first`);
+      throw new InvalidArgumentError(`sandbox "${spec.name ?? spec.id}" has no root disk ${p.overlay}; create it first`);
     }
     const args = buildQemuArgs(spec, { kernel: this.kit!.kernelPath!, initrd: this.kit!.initrdPath! }, accel);
     const live = await this.liveQemu(spec.dir);
-    if (live) throw new BhattiError('SANDBOX_RUNNING', `sandbox ${spec.id} is already running (QEMU pid ${live})`);
+    if (live) throw new BhattiError('SANDBOX_RUNNING', `sandbox "${spec.name ?? spec.id}" is already running (QEMU pid ${live})`);
     await this.removeRuntimeFiles(spec.dir);
     throwIfAborted(signal);
 
@@ -175,7 +175,7 @@ export class QemuEngine implements Engine {
       }
       await this.removeRuntimeFiles(spec.dir);
       if (cause instanceof AbortedError) throw cause;
-      throw new BhattiError('VM_BOOT_FAILED', `sandbox ${spec.id} ${reason} (accel ${accel}); console: ${await consoleTail(p.consoleLog)}`, {
+      throw new BhattiError('VM_BOOT_FAILED', `sandbox "${spec.name ?? spec.id}" ${reason} (accel ${accel}); console: ${await consoleTail(p.consoleLog)}`, {
         cause,
         kind: 'internal',
       });
@@ -258,7 +258,7 @@ export class QemuEngine implements Engine {
   }
 
   private notRunning(spec: SandboxSpec): BhattiError {
-    return new BhattiError('SANDBOX_NOT_RUNNING', `sandbox ${spec.id} is not running`);
+    return new BhattiError('SANDBOX_NOT_RUNNING', `sandbox "${spec.name ?? spec.id}" is not running`);
   }
 
   async exec(spec: SandboxSpec, info: RunningInfo, req: ExecRequest): Promise<ExecResult> {
@@ -268,7 +268,7 @@ export class QemuEngine implements Engine {
       return await guestExec(client, spec, req);
     } catch (err) {
       if (err instanceof AgentError && !this.isRunning(info)) {
-        throw new BhattiError('SANDBOX_NOT_RUNNING', `sandbox ${spec.id} stopped while running ${req.argv[0]} (QEMU exited)`, { cause: err });
+        throw new BhattiError('SANDBOX_NOT_RUNNING', `sandbox "${spec.name ?? spec.id}" stopped while running ${req.argv[0]} (QEMU exited)`, { cause: err });
       }
       throw err;
     } finally {
