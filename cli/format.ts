@@ -24,6 +24,18 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
+/** Sizes given in binary units (volumes, memory) are shown in binary units. */
+export function formatBinaryBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}
+
 /** `sha256:0123456789ab…` → `0123456789ab`, the way docker shows IDs. */
 export function shortDigest(digest: string): string {
   return digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 13);

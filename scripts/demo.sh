@@ -8,7 +8,10 @@ DATA="${1:-/tmp/bhatti-demo}"
 
 bash scripts/setup.sh
 # seed-registry.sh prints what it pushed; the reference is on its "image:" line.
-REF="$(bash scripts/seed-registry.sh | tee /dev/stderr | awk '/^image:/ {print $2}')"
+# (No `tee /dev/stderr`: when stderr is a log file, tee would truncate it.)
+seeded="$(bash scripts/seed-registry.sh)"
+printf '%s\n' "$seeded"
+REF="$(awk '/^image:/ {print $2}' <<<"$seeded")"
 [[ -n "$REF" ]] || { echo "demo: seeding the registry failed" >&2; exit 1; }
 echo
 echo "== bhatti image pull $REF --name debian"

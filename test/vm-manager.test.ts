@@ -90,6 +90,17 @@ test.serial('exec honours env, cwd and the user to run as', async (t) => {
   t.is(byUid.stdout.trim(), '4321');
 });
 
+test.serial("a bare command name runs the image's program from its PATH, not a boot-kit applet", async (t) => {
+  const sb = await bhatti.vms.get('main', { user });
+  const mk = await sb.run(['sh', '-c', 'mkdir -p /opt/bin && printf "#!/bin/sh\\necho image-ls \\"\\$@\\"\\n" > /opt/bin/ls && chmod 755 /opt/bin/ls']);
+  t.is(mk.exitCode, 0, mk.stderr);
+  const r = await sb.run(['ls', '-x', 'y z'], { env: ['PATH=/opt/bin:/bin'] });
+  t.is(r.stdout, 'image-ls -x y z\n', r.stderr);
+  const missing = await sb.run(['no-such-command']);
+  t.is(missing.exitCode, 127);
+  t.regex(missing.stderr, /no-such-command: command not found/);
+});
+
 test.serial('exec through the CLI: exit code propagates, piped stdin arrives', async (t) => {
   const r = await cli(['exec', 'main', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7']);
   t.is(r.code, 7);

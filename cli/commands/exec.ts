@@ -21,7 +21,8 @@ export class ExecCommand extends BhattiCommand {
     category: 'Sandboxes',
     description: 'Run a command in a running sandbox',
     details: `
-      Output is streamed as it arrives; the command's exit code becomes bhatti's exit code (124 on --timeout, 128+N when killed by signal N).
+      Put the command after \`--\`. Output is streamed as it arrives (with --json it is collected into the JSON instead); the command's exit code becomes bhatti's exit code (124 on --timeout, 128+N when killed by signal N).
+      A bare command name is looked up on the image's PATH (or the one given with --env PATH=…).
       Piped stdin is passed to the command (qemu-ga takes it in one piece, so it is read fully first).
     `,
     examples: [
@@ -43,6 +44,9 @@ export class ExecCommand extends BhattiCommand {
     }
     const stdin = stdinIsData() ? await buffer(process.stdin) : undefined;
     const timeoutMs = this.timeout === undefined ? undefined : intFlag('--timeout', this.timeout) * 1000;
+    // With --json the command's output goes into the JSON document instead of being streamed.
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
     const r = await bhatti.vms.exec(this.name, this.argv, {
       user,
       env: this.env,
@@ -51,10 +55,12 @@ export class ExecCommand extends BhattiCommand {
       stdin,
       timeoutMs,
       signal,
-      onStdout: (c) => process.stdout.write(c),
-      onStderr: (c) => process.stderr.write(c),
+      onStdout: (c) => (this.json ? out.push(c) : process.stdout.write(c)),
+      onStderr: (c) => (this.json ? err.push(c) : process.stderr.write(c)),
     });
-    if (this.json) this.printJson(r);
+    if (this.json) {
+      this.printJson({ ...r, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    }
     if (r.timedOut) {
       this.context.stderr.write(`bhatti: command timed out after ${this.timeout} s\n`);
       return 124;

@@ -6,7 +6,7 @@ function show(s: BootKitStatus): string {
   const m = s.manifest;
   return [
     `Kit dir:   ${s.dir}`,
-    `Present:   ${s.present ? 'yes' : 'no'}${s.stale ? ' (stale)' : ''}`,
+    `Present:   ${s.present ? `yes${s.stale ? ' (stale: rebuilt on next use)' : ''}` : 'no (built on first use)'}`,
     ...(m ? [`Kernel:    ${m.kernelVersion}`, `Modules:   ${m.modules.join(', ')}`, `Built:     ${m.created}`] : []),
     ...(s.reasons.length ? [`Notes:     ${s.reasons.join('; ')}`] : []),
   ].join('\n') + '\n';

@@ -31,8 +31,8 @@ export class CreateCommand extends BhattiCommand {
 
   name = Option.String('--name', { required: true, description: 'Sandbox name' });
   image = Option.String('--image', { required: true, description: 'Image name (see `bhatti image list`)' });
-  cpus = Option.String('--cpus', '1', { description: 'Virtual CPUs' });
-  memory = Option.String('--memory', '512', { description: 'Memory in MiB' });
+  cpus = Option.String('--cpus', '1', { description: 'Virtual CPUs (default 1)' });
+  memory = Option.String('--memory', '512', { description: 'Memory in MiB (default 512)' });
   volume = Option.Array('--volume,-v', [], { description: 'Attach a volume: NAME:/path[:ro] (repeatable)' });
   accel = Option.String('--accel', { description: 'auto (probe KVM, fall back to TCG), kvm or tcg; default $BHATTI_ACCEL or auto' });
 

@@ -1,5 +1,5 @@
 import { Command, Option } from 'clipanion';
-import { formatAge, formatBytes, table } from '../format.js';
+import { formatAge, formatBinaryBytes, table } from '../format.js';
 import { parseSize } from '../../lib/index.js';
 import { BhattiCommand, type RunContext } from './base.js';
 
@@ -12,7 +12,7 @@ export class VolumeCreateCommand extends BhattiCommand {
   async run({ bhatti, user, signal }: RunContext): Promise<void> {
     const v = await bhatti.volumes.create(this.name, { user, size: parseSize(this.size), signal });
     if (this.json) return this.printJson(v);
-    this.context.stdout.write(`Created volume ${v.name} (${formatBytes(v.size)})\n`);
+    this.context.stdout.write(`Created volume ${v.name} (${formatBinaryBytes(v.size)})\n`);
   }
 }
 
@@ -23,7 +23,7 @@ export class VolumeListCommand extends BhattiCommand {
   async run({ bhatti, user, signal }: RunContext): Promise<void> {
     const vols = await bhatti.volumes.list({ user, signal });
     if (this.json) return this.printJson(vols);
-    const rows = vols.map((v) => [v.name, formatBytes(v.size), v.attachedTo.join(',') || '-', formatAge(v.created)]);
+    const rows = vols.map((v) => [v.name, formatBinaryBytes(v.size), v.attachedTo.join(',') || '-', formatAge(v.created)]);
     this.context.stdout.write(table(['NAME', 'SIZE', 'ATTACHED TO', 'CREATED'], rows));
   }
 }

@@ -5,6 +5,25 @@ import type { QgaClient } from '../agent/qga-client.js';
 import type { ExecRequest, ExecResult, SandboxSpec } from '../engine.js';
 
 /**
+ * Runs inside the image (after chroot) in the initrd's busybox shell. A bare command name is
+ * looked up on the image's PATH here, so the image's own `sh`, `ls`, `tar` run rather than the
+ * busybox applets of the same name (busybox prefers its applets for bare names).
+ */
+const INNER = [
+  'cwd=$1; uid=$2; gid=$3; shift 3',
+  'c=$1; shift',
+  'case "$c" in',
+  '  */*) ;;',
+  '  *) set -f; IFS=:; found=',
+  '     for d in $PATH; do [ -n "$d" ] || d=.; if [ -f "$d/$c" ] && [ -x "$d/$c" ]; then found=$d/$c; break; fi; done',
+  '     unset IFS; set +f',
+  '     [ -n "$found" ] || { echo "$c: command not found" >&2; exit 127; }',
+  '     c=$found ;;',
+  'esac',
+  'exec /proc/1/root/bin/busybox nsenter -w"$cwd" -S "$uid" -G "$gid" -- "$c" "$@"',
+].join('\n');
+
+/**
  * Runs in the initrd (not the image): points stdio at files in the initrd's /tmp, unlinks them
  * (the agent already holds them open for reading), starts a new session so a timeout can kill
  * the whole process group, enters the image with chroot and, from inside it, uses the initrd's
@@ -12,13 +31,15 @@ import type { ExecRequest, ExecResult, SandboxSpec } from '../engine.js';
  * positional parameters, never through a shell string.
  */
 const WRAPPER = [
-  'o=$1; e=$2; i=$3; cwd=$4; uid=$5; gid=$6; shift 6',
+  'o=$1; e=$2; i=$3; cwd=$4; uid=$5; gid=$6; inner=$7; shift 7',
   'exec >>"$o" 2>>"$e" <"$i" || exit 125',
   // Bare `rm`: this busybox's shell runs applets in a fork without an exec, which is cheaper.
   'rm -f "$o" "$e"',
   '[ "$i" = /dev/null ] || rm -f "$i"',
-  'exec /bin/busybox setsid /bin/busybox chroot /sysroot /proc/1/root/bin/busybox nsenter -w"$cwd" -S "$uid" -G "$gid" -- "$@"',
+  'exec /bin/busybox setsid /bin/busybox chroot /sysroot /proc/1/root/bin/busybox sh -c "$inner" sh "$cwd" "$uid" "$gid" "$@"',
 ].join('\n');
+
+
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const READ_CHUNK = 1 << 20;
@@ -207,7 +228,7 @@ export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecR
     const pid = await client.exec(
       {
         path: '/bin/busybox',
-        arg: ['sh', '-c', WRAPPER, 'bhatti-exec', outPath, errPath, inPath, cwd, String(user.uid), String(user.gid), ...req.argv],
+        arg: ['sh', '-c', WRAPPER, 'bhatti-exec', outPath, errPath, inPath, cwd, String(user.uid), String(user.gid), INNER, ...req.argv],
         env,
       },
       { signal },

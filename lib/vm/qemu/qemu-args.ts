@@ -23,17 +23,26 @@ const MAX_SOCKET_PATH = 107;
 /** Linux refuses longer kernel command lines (x86 COMMAND_LINE_SIZE is 2048). */
 const MAX_CMDLINE = 2000;
 
+/** Refuses sandbox dirs whose sockets Linux could not bind (a long data dir path). */
+export function checkSocketPaths(dir: string): void {
+  const p = sandboxPaths(dir);
+  for (const s of [p.agentSocket, p.controlSocket]) {
+    const len = Buffer.byteLength(s);
+    if (len > MAX_SOCKET_PATH) {
+      throw new InvalidArgumentError(
+        `data dir path too long: sandbox socket ${s} is ${len} bytes, Linux allows ${MAX_SOCKET_PATH}; use a data dir path at least ${len - MAX_SOCKET_PATH} characters shorter`,
+      );
+    }
+  }
+}
+
 export function buildQemuArgs(
   spec: SandboxSpec,
   kit: { kernel: string; initrd: string },
   accel: 'kvm' | 'tcg',
 ): string[] {
   const p = sandboxPaths(spec.dir);
-  for (const s of [p.agentSocket, p.controlSocket]) {
-    if (Buffer.byteLength(s) > MAX_SOCKET_PATH) {
-      throw new InvalidArgumentError(`sandbox dir ${spec.dir} is too long for a unix socket path (${s})`);
-    }
-  }
+  checkSocketPaths(spec.dir);
   const append = ['console=ttyS0', 'quiet', 'panic=-1'];
   const args = [
     '-name', `bhatti-${spec.id}`,

@@ -12,7 +12,7 @@ import { runCommand } from '../../util/run-command.js';
 import { detectAccel, kvmDeviceUsable, type Accel } from './accel-probe.js';
 import { guestExec } from './guest-exec.js';
 import { processAlive, processCmdline, processStartTime, signalProcess, terminate, waitForExit } from './host-process.js';
-import { buildQemuArgs, sandboxPaths } from './qemu-args.js';
+import { buildQemuArgs, checkSocketPaths, sandboxPaths } from './qemu-args.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
 
 export interface QemuEngineOptions {
@@ -104,6 +104,7 @@ export class QemuEngine implements Engine {
   }
 
   async create(spec: SandboxSpec, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    checkSocketPaths(spec.dir);
     const image = resolvePath(spec.image);
     const st = await stat(image).catch(() => undefined);
     if (!st?.isFile()) throw new InvalidArgumentError(`image file ${image} does not exist`);
