@@ -114,6 +114,20 @@ test.serial('exec through the CLI: exit code propagates, piped stdin arrives', a
   t.regex(timeout.stderr, /timed out/);
 });
 
+test.serial('two processes can exec in one sandbox at once (the agent is shared between polls)', async (t) => {
+  const t0 = Date.now();
+  const slow = cli(['exec', 'main', '--', 'sh', '-c', 'sleep 6; echo slow']);
+  await new Promise((r) => setTimeout(r, 2500));
+  const quick = await cli(['exec', 'main', '--', 'echo', 'quick']);
+  const quickDone = Date.now() - t0;
+  t.is(quick.code, 0, quick.stderr);
+  t.is(quick.stdout, 'quick\n');
+  const s = await slow;
+  t.is(s.code, 0, s.stderr);
+  t.is(s.stdout, 'slow\n');
+  t.true(quickDone < Date.now() - t0, 'the quick exec finished while the slow one was still running');
+});
+
 test.serial('the base image is never written; saving a running sandbox makes a clean new image', async (t) => {
   const base = await bhatti.images.imagePath('multi', { user });
   const before = sha256(base);

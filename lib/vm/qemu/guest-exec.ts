@@ -147,16 +147,16 @@ class Follower {
   private pos = 0;
   private atEof = false;
   constructor(
-    private readonly client: QgaClient,
+    private readonly lease: AgentLease,
     readonly handle: number,
     private readonly sink?: (chunk: Buffer) => void,
   ) {}
 
   async pump(): Promise<void> {
     // The agent reads with stdio, whose EOF is sticky: a seek clears it so appended bytes show.
-    if (this.atEof) await retryFrozen(() => this.client.fileSeek(this.handle, this.pos, 0));
+    if (this.atEof) await retryFrozen(() => this.lease.client.fileSeek(this.handle, this.pos, 0));
     for (;;) {
-      const r = await retryFrozen(() => this.client.fileRead(this.handle, READ_CHUNK));
+      const r = await retryFrozen(() => this.lease.client.fileRead(this.handle, READ_CHUNK));
       this.pos += r.count;
       if (r.count > 0) this.sink?.(r.data);
       this.atEof = r.eof;
@@ -193,16 +193,27 @@ async function writeStdin(client: QgaClient, path: string, stdin: Readable | Buf
 }
 
 /**
+ * The agent connection an exec works through. qemu-ga serves one client at a time, so a
+ * long-running exec lets go of it between polls (`pause`/`resume`) and other processes
+ * (another `bhatti exec`, `stop`, `image save`) get their turn.
+ */
+export interface AgentLease {
+  readonly client: QgaClient;
+  pause(): void;
+  resume(signal?: AbortSignal): Promise<void>;
+}
+
+/**
  * Runs `req.argv` inside the sandbox's image through qemu-ga. qemu-ga 7.2 only returns captured
  * output once the process has exited, so output goes to files in the initrd's /tmp (never in
  * the image) which are read as they grow while the process runs. Stdin is staged the same way
  * before the command starts.
  */
-export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecRequest): Promise<ExecResult> {
+export async function guestExec(lease: AgentLease, spec: SandboxSpec, req: ExecRequest): Promise<ExecResult> {
   const { signal } = req;
   if (req.argv.length === 0 || req.argv[0] === '') throw new InvalidArgumentError('exec needs a command (argv is empty)');
   if (signal?.aborted) throw new AbortedError();
-  const user = await resolveUser(client, req.user ?? spec.user ?? '', signal);
+  const user = await resolveUser(lease.client, req.user ?? spec.user ?? '', signal);
   let env = mergeEnv(spec.env, req.env);
   if (!env.some((e) => e.startsWith('PATH='))) env = [DEFAULT_PATH, ...env];
   if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.home}`);
@@ -217,15 +228,15 @@ export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecR
   let started = false;
   try {
     // Requests are pipelined where order does not matter: each agent round trip costs ~10 ms under TCG.
-    const opened = await Promise.allSettled([client.fileOpen(outPath, 'w+', { signal }), client.fileOpen(errPath, 'w+', { signal })]);
+    const opened = await Promise.allSettled([lease.client.fileOpen(outPath, 'w+', { signal }), lease.client.fileOpen(errPath, 'w+', { signal })]);
     for (const o of opened) if (o.status === 'fulfilled') handles.push(o.value);
     for (const o of opened) if (o.status === 'rejected') throw o.reason;
     const [outH, errH] = handles as [number, number];
-    if (req.stdin) await writeStdin(client, inPath, req.stdin, signal);
-    const out = new Follower(client, outH, req.onStdout);
-    const err = new Follower(client, errH, req.onStderr);
+    if (req.stdin) await writeStdin(lease.client, inPath, req.stdin, signal);
+    const out = new Follower(lease, outH, req.onStdout);
+    const err = new Follower(lease, errH, req.onStderr);
 
-    const pid = await client.exec(
+    const pid = await lease.client.exec(
       {
         path: '/bin/busybox',
         arg: ['sh', '-c', WRAPPER, 'bhatti-exec', outPath, errPath, inPath, cwd, String(user.uid), String(user.gid), INNER, ...req.argv],
@@ -242,7 +253,7 @@ export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecR
       if (killSent) return;
       killSent = true;
       // The command leads its own session (setsid), so the negative pid reaches its children too.
-      await client.exec({ path: '/bin/busybox', arg: ['kill', '-KILL', `-${pid}`] }).catch(() => undefined);
+      await lease.client.exec({ path: '/bin/busybox', arg: ['kill', '-KILL', `-${pid}`] }).catch(() => undefined);
     };
     const timer = req.timeoutMs && req.timeoutMs > 0 ? setTimeout(() => (timedOut = true), req.timeoutMs) : undefined;
     const onAbort = (): void => {
@@ -256,7 +267,7 @@ export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecR
       let lastPump = t0;
       for (;;) {
         if ((timedOut || aborted) && !killSent) await kill();
-        const st = await retryFrozen(() => client.execStatus(pid));
+        const st = await retryFrozen(() => lease.client.execStatus(pid));
         if (st.exited || Date.now() - lastPump >= 100) {
           // Read after the status: once it says exited, these reads see the complete output.
           await Promise.all([out.pump(), err.pump()]);
@@ -271,17 +282,25 @@ export async function guestExec(client: QgaClient, spec: SandboxSpec, req: ExecR
             timedOut,
           };
         }
-        await sleep(Date.now() - t0 < 1000 ? 5 : 50);
+        if (Date.now() - t0 < 1000) {
+          await sleep(5);
+        } else {
+          // A long command: let other clients of this agent in while we wait.
+          lease.pause();
+          await sleep(50);
+          await lease.resume();
+        }
       }
     } finally {
       if (timer) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     }
   } finally {
-    await Promise.all(handles.map((h) => client.fileClose(h).catch(() => undefined)));
+    await lease.resume().catch(() => undefined);
+    await Promise.all(handles.map((h) => lease.client.fileClose(h).catch(() => undefined)));
     // Once started, the wrapper unlinked the files itself; before that they are ours to remove.
-    if (!started && !client.closed) {
-      await client.exec({ path: '/bin/busybox', arg: ['rm', '-f', outPath, errPath, ...(req.stdin ? [inPath] : [])] }).catch(() => undefined);
+    if (!started && !lease.client.closed) {
+      await lease.client.exec({ path: '/bin/busybox', arg: ['rm', '-f', outPath, errPath, ...(req.stdin ? [inPath] : [])] }).catch(() => undefined);
     }
   }
 }

@@ -233,7 +233,7 @@ export class QemuEngine implements Engine {
       }
       this.agents.delete(socket);
     }
-    const entry = { client: QgaClient.connect(socket, { signal, timeoutMs: 10_000 }), refs: 1 };
+    const entry = { client: QgaClient.connect(socket, { signal, timeoutMs: 30_000 }), refs: 1 };
     this.agents.set(socket, entry);
     try {
       return await entry.client;
@@ -264,16 +264,31 @@ export class QemuEngine implements Engine {
 
   async exec(spec: SandboxSpec, info: RunningInfo, req: ExecRequest): Promise<ExecResult> {
     if (!this.isRunning(info)) throw this.notRunning(spec);
-    const client = await this.acquireAgent(info.agentSocket, req.signal);
+    const socket = info.agentSocket;
+    const engine = this;
+    const lease = {
+      client: await this.acquireAgent(socket, req.signal),
+      paused: false,
+      pause(): void {
+        if (lease.paused) return;
+        lease.paused = true;
+        engine.releaseAgent(socket);
+      },
+      async resume(signal?: AbortSignal): Promise<void> {
+        if (!lease.paused) return;
+        lease.client = await engine.acquireAgent(socket, signal ?? req.signal);
+        lease.paused = false;
+      },
+    };
     try {
-      return await guestExec(client, spec, req);
+      return await guestExec(lease, spec, req);
     } catch (err) {
       if (err instanceof AgentError && !this.isRunning(info)) {
         throw new BhattiError('SANDBOX_NOT_RUNNING', `sandbox "${spec.name ?? spec.id}" stopped while running ${req.argv[0]} (QEMU exited)`, { cause: err });
       }
       throw err;
     } finally {
-      this.releaseAgent(info.agentSocket);
+      if (!lease.paused) this.releaseAgent(socket);
     }
   }
 
