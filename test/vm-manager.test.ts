@@ -164,6 +164,40 @@ test.serial('stop keeps the root filesystem; exec on a stopped sandbox is refuse
   t.is((await sb.run(['cat', '/opt/persist.txt'])).stdout, 'across-reboot\n');
 });
 
+test.serial('of two concurrent starts one boots and the other says so; the sandbox stays usable', async (t) => {
+  await bhatti.vms.stop('main', { user });
+  const results = await Promise.allSettled([bhatti.vms.start('main', { user }), bhatti.vms.start('main', { user })]);
+  const ok = results.filter((r) => r.status === 'fulfilled');
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  t.is(ok.length, 1, JSON.stringify(failed.map((f) => String(f.reason))));
+  t.is(failed[0]!.reason.code, 'SANDBOX_STATE');
+  t.regex(failed[0]!.reason.message, /being started by another command/);
+  const sb = await bhatti.vms.get('main', { user });
+  t.is((await sb.run(['echo', 'still here'])).stdout, 'still here\n');
+  t.is(qemuProcesses().length, 1);
+});
+
+test.serial('a create killed mid-boot leaves nothing once the next command starts', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'cli/main.ts'), 'create', '--name', 'doomed', '--image', 'multi', '--memory', '256'], {
+    cwd: root,
+    env: { ...process.env, BHATTI_DATA_DIR: dataDir, BHATTI_ACCEL: 'tcg' },
+    stdio: 'ignore',
+  });
+  // Wait until its QEMU is up, then kill the CLI the hard way.
+  const deadline = Date.now() + 30_000;
+  while (qemuProcesses().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  t.is(qemuProcesses().length, 2, 'the doomed VM started');
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('close', r));
+  const next = await cli(['list', '--json']);
+  t.is(next.code, 0, next.stderr);
+  t.deepEqual(JSON.parse(next.stdout).map((s: { name: string }) => s.name), ['main']);
+  t.is(qemuProcesses().length, 1, 'the orphaned QEMU was stopped');
+  const again = await bhatti.vms.create('doomed', { user, image: 'multi', memoryMiB: 256 });
+  t.is(again.state, 'running');
+  await bhatti.vms.destroy('doomed', { user });
+});
+
 test.serial('volumes: mounted rw and ro, survive destroy, clone, refuse deletion while attached', async (t) => {
   await bhatti.volumes.create('data', { user, size: 64 << 20 });
   await bhatti.volumes.create('ref', { user, size: 32 << 20 });

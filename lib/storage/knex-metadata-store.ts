@@ -226,6 +226,13 @@ export class KnexMetadataStore implements MetadataStore {
     await this.knex('sandboxes').where({ id }).update(row);
   }
 
+  async transitionSandbox(id: string, from: SandboxState, to: SandboxState, runtime: Record<string, unknown> | null): Promise<boolean> {
+    const n = await this.knex('sandboxes')
+      .where({ id, state: from })
+      .update({ state: to, runtime: runtime ? JSON.stringify(runtime) : null });
+    return n > 0;
+  }
+
   private async toSandbox(row: Record<string, unknown>): Promise<SandboxRecord> {
     const vols = await this.knex('sandbox_volumes').where({ sandbox_id: row.id }).orderBy('mount_path');
     return {

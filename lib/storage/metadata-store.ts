@@ -35,7 +35,7 @@ export interface VolumeRecord {
   createdAt: Date;
 }
 
-export type SandboxState = 'creating' | 'running' | 'stopped';
+export type SandboxState = 'creating' | 'starting' | 'running' | 'stopped';
 
 export interface SandboxVolumeRecord {
   volumeId: string;
@@ -104,6 +104,8 @@ export interface MetadataStore {
   /** Inserts a sandbox with its volume attachments; ImageExistsError-like failure is reported as a boolean. */
   insertSandbox(record: SandboxRecord): Promise<boolean>;
   updateSandbox(id: string, change: { state?: SandboxState; runtime?: Record<string, unknown> | null }): Promise<void>;
+  /** Moves a sandbox from state `from` to `to` only if it is still in `from`; false if another process got there first. */
+  transitionSandbox(id: string, from: SandboxState, to: SandboxState, runtime: Record<string, unknown> | null): Promise<boolean>;
   getSandbox(owner: string, name: string): Promise<SandboxRecord | undefined>;
   listSandboxes(owners?: string[]): Promise<SandboxRecord[]>;
   deleteSandbox(id: string): Promise<void>;

@@ -78,8 +78,11 @@ export interface Engine {
   /** Whether the process recorded in `info` is still ours and alive. */
   isRunning(info: RunningInfo): boolean;
   exec(spec: SandboxSpec, info: RunningInfo, req: ExecRequest): Promise<ExecResult>;
-  /** Clean guest shutdown; SIGTERM, then SIGKILL, after `timeoutMs`. */
-  stop(spec: SandboxSpec, info: RunningInfo, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<void>;
+  /**
+   * Clean guest shutdown; SIGTERM, then SIGKILL, after `timeoutMs`. Without `info` (a boot whose
+   * starter died), stops whatever VM of this sandbox is still running, forcibly.
+   */
+  stop(spec: SandboxSpec, info: RunningInfo | undefined, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<void>;
   /** Writes a consistent raw ext4 copy of the sandbox's root filesystem to `outPath` (running or stopped). */
   saveRootfs(spec: SandboxSpec, info: RunningInfo | undefined, outPath: string, opts?: { signal?: AbortSignal }): Promise<void>;
   /** Kills the sandbox if running and removes everything in `spec.dir`. */

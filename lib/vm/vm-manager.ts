@@ -18,6 +18,7 @@ import type { DataPaths } from '../storage/data-dir.js';
 import type { MetadataStore, SandboxRecord, SandboxVolumeRecord } from '../storage/metadata-store.js';
 import type { TempArea } from '../storage/temp-area.js';
 import { UUID_NAME, removeQuietly } from '../util/fs.js';
+import { processStartTime } from '../util/host-process.js';
 import type { Engine, ExecRequest, ExecResult, RunningInfo, SandboxSpec } from './engine.js';
 import { validateMountPath, validateName, type VolumeMountSpec } from './names.js';
 import { toSandboxInfo, type SandboxInfo } from './sandbox-info.js';
@@ -68,10 +69,14 @@ export class VmManager {
     for (const r of rows) {
       if (r.state === 'running' && !this.#alive(r)) {
         await this.o.metadata.updateSandbox(r.id, { state: 'stopped', runtime: null });
-      } else if (r.state === 'creating' && !this.#alive(r) && Date.now() - r.createdAt.getTime() > CREATING_GRACE_MS) {
+      } else if (r.state === 'creating' && !this.#workerAlive(r)) {
+        // The create was killed mid-way: remove its half-made VM (the pidfile finds an orphaned QEMU).
         await this.o.engine.destroy(await this.#spec(r), undefined).catch(() => undefined);
         await this.o.metadata.deleteSandbox(r.id);
         known.delete(r.id);
+      } else if (r.state === 'starting' && !this.#workerAlive(r)) {
+        await this.o.engine.stop(await this.#spec(r), undefined).catch(() => undefined);
+        await this.o.metadata.transitionSandbox(r.id, 'starting', 'stopped', null);
       }
     }
     // Sandbox dirs without a row: a create that crashed before its row was written.
@@ -80,8 +85,19 @@ export class VmManager {
     }
   }
 
+  /** Who is creating or starting the sandbox, so a crashed worker's row can be recognised at once. */
+  #worker(): Record<string, unknown> {
+    return { workerPid: process.pid, workerStartTime: processStartTime(process.pid) };
+  }
+
+  #workerAlive(r: SandboxRecord): boolean {
+    const rt = r.runtime as { workerPid?: number; workerStartTime?: string } | null;
+    if (!rt?.workerPid) return Date.now() - r.createdAt.getTime() < CREATING_GRACE_MS;
+    return processStartTime(rt.workerPid) === rt.workerStartTime;
+  }
+
   #alive(r: SandboxRecord): boolean {
-    return r.runtime !== null && this.o.engine.isRunning(r.runtime as unknown as RunningInfo);
+    return r.state === 'running' && r.runtime !== null && this.o.engine.isRunning(r.runtime as unknown as RunningInfo);
   }
 
   async #spec(r: SandboxRecord): Promise<SandboxSpec> {
@@ -163,7 +179,7 @@ export class VmManager {
       cpus,
       memoryMiB,
       config: image.config,
-      runtime: null,
+      runtime: this.#worker(),
       volumes: mounts,
       createdAt: new Date(),
     };
@@ -228,21 +244,30 @@ export class VmManager {
   async stop(name: string, opts: { user: string; timeoutMs?: number; signal?: AbortSignal }): Promise<SandboxInfo> {
     const r = await this.#record(name, opts.user);
     if (r.state === 'stopped') return this.#info(r);
-    if (r.state === 'creating') throw new SandboxStateError(name, `sandbox "${name}" is still being created`);
+    if (r.state === 'creating' || r.state === 'starting') throw new SandboxStateError(name, `sandbox "${name}" is still being ${r.state === 'creating' ? 'created' : 'started'}`);
     await this.o.engine.stop(await this.#spec(r), r.runtime as unknown as RunningInfo, { signal: opts.signal, timeoutMs: opts.timeoutMs });
     await this.o.metadata.updateSandbox(r.id, { state: 'stopped', runtime: null });
     return this.#info({ ...r, state: 'stopped', runtime: null });
   }
 
-  /** Boots a stopped sandbox again. */
+  /** Boots a stopped sandbox again. Of two concurrent starts, one boots and the other says so. */
   async start(name: string, opts: { user: string; bootTimeoutMs?: number; signal?: AbortSignal }): Promise<SandboxInfo> {
     const r = await this.#record(name, opts.user);
     if (r.state === 'running') return this.#info(r);
-    if (r.state === 'creating') throw new SandboxStateError(name, `sandbox "${name}" is still being created`);
-    const info = await this.o.engine.start(await this.#spec(r), { signal: opts.signal, bootTimeoutMs: opts.bootTimeoutMs });
-    const runtime = info as unknown as Record<string, unknown>;
-    await this.o.metadata.updateSandbox(r.id, { state: 'running', runtime });
-    return this.#info({ ...r, state: 'running', runtime });
+    if (r.state !== 'stopped' || !(await this.o.metadata.transitionSandbox(r.id, 'stopped', 'starting', this.#worker()))) {
+      const now = await this.#record(name, opts.user);
+      if (now.state === 'running') return this.#info(now);
+      throw new SandboxStateError(name, `sandbox "${name}" is being ${now.state === 'creating' ? 'created' : 'started'} by another command`);
+    }
+    try {
+      const info = await this.o.engine.start(await this.#spec(r), { signal: opts.signal, bootTimeoutMs: opts.bootTimeoutMs });
+      const runtime = info as unknown as Record<string, unknown>;
+      await this.o.metadata.updateSandbox(r.id, { state: 'running', runtime });
+      return this.#info({ ...r, state: 'running', runtime });
+    } catch (err) {
+      await this.o.metadata.transitionSandbox(r.id, 'starting', 'stopped', null);
+      throw err;
+    }
   }
 
   /** Stops the VM if needed and removes its clone and its row. Volumes survive. */
@@ -262,7 +287,7 @@ export class VmManager {
     opts: { user: string; name: string; force?: boolean; signal?: AbortSignal },
   ): Promise<ImageInfo> {
     const r = await this.#record(sandbox, opts.user);
-    if (r.state === 'creating') throw new SandboxStateError(sandbox, `sandbox "${sandbox}" is still being created`);
+    if (r.state === 'creating' || r.state === 'starting') throw new SandboxStateError(sandbox, `sandbox "${sandbox}" is still being ${r.state === 'creating' ? 'created' : 'started'}`);
     // Fail on a bad or taken name before copying gigabytes.
     await this.o.images.checkNameFree(opts.name, { user: opts.user, force: opts.force });
     const base = await this.o.images.inspectById(r.imageId);

@@ -11,7 +11,7 @@ import { ensureBootKit, type BootKitStatus } from '../kit/boot-kit.js';
 import { runCommand } from '../../util/run-command.js';
 import { detectAccel, kvmDeviceUsable, type Accel } from './accel-probe.js';
 import { guestExec } from './guest-exec.js';
-import { processAlive, processCmdline, processStartTime, signalProcess, terminate, waitForExit } from './host-process.js';
+import { processAlive, processCmdline, processStartTime, signalProcess, terminate, waitForExit } from '../../util/host-process.js';
 import { buildQemuArgs, checkSocketPaths, sandboxPaths } from './qemu-args.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
 
@@ -292,7 +292,13 @@ export class QemuEngine implements Engine {
     }
   }
 
-  async stop(spec: SandboxSpec, info: RunningInfo, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+  async stop(spec: SandboxSpec, info: RunningInfo | undefined, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+    if (!info) {
+      const pid = await this.liveQemu(spec.dir);
+      if (pid) await terminate(pid, processStartTime(pid), 5000);
+      await this.removeRuntimeFiles(spec.dir);
+      return;
+    }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     this.dropAgent(info.agentSocket);
     if (this.isRunning(info)) {
