@@ -23,6 +23,11 @@ export abstract class BhattiCommand extends Command {
 
   abstract run(ctx: RunContext): Promise<number | void>;
 
+  /** Exit code for bhatti's own failures, where a command needs one apart from 1/2 (exec). */
+  errorExitCode(): number | undefined {
+    return undefined;
+  }
+
   /** Extra options for opening the store (commands that boot VMs add the accelerator). */
   openOptions(): Partial<BhattiOptions> {
     return {};
@@ -55,7 +60,7 @@ export abstract class BhattiCommand extends Command {
         this.context.stderr.write(`bhatti: ${e.code === 'ABORTED' ? 'interrupted' : sanitize(e.message)}\n`);
       }
       if (e.code === 'ABORTED') return EXIT.interrupted;
-      return e instanceof BhattiError && e.kind === 'user' ? EXIT.user : EXIT.internal;
+      return this.errorExitCode() ?? (e instanceof BhattiError && e.kind === 'user' ? EXIT.user : EXIT.internal);
     } finally {
       await bhatti?.close().catch(() => undefined);
       process.off('SIGINT', onSigint);

@@ -38,7 +38,23 @@ export class ExecCommand extends BhattiCommand {
   execUser = Option.String('--user,-u', { description: 'User to run as: uid, uid:gid or a name from the image' });
   timeout = Option.String('--timeout', { description: 'Kill the command after this many seconds' });
 
-  async run({ bhatti, user, signal }: RunContext): Promise<number> {
+  /** bhatti's own failures in exec use 125 (as `docker run` does), apart from the command's codes. */
+  override errorExitCode(): number | undefined {
+    return 125;
+  }
+
+  async run({ bhatti, user, signal: interrupt }: RunContext): Promise<number> {
+    // A reader that goes away (`| head`) ends the command like SIGPIPE would, quietly.
+    const local = new AbortController();
+    let pipeClosed = false;
+    const onPipeError = (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      pipeClosed = true;
+      local.abort();
+    };
+    process.stdout.on('error', onPipeError);
+    process.stderr.on('error', onPipeError);
+    const signal = AbortSignal.any([interrupt, local.signal]);
     for (const e of this.env) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(e)) throw new InvalidArgumentError(`invalid --env "${e}": expected KEY=VALUE`);
     }
@@ -47,7 +63,9 @@ export class ExecCommand extends BhattiCommand {
     // With --json the command's output goes into the JSON document instead of being streamed.
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    const r = await bhatti.vms.exec(this.name, this.argv, {
+    let r;
+    try {
+      r = await bhatti.vms.exec(this.name, this.argv, {
       user,
       env: this.env,
       cwd: this.cwd,
@@ -57,7 +75,11 @@ export class ExecCommand extends BhattiCommand {
       signal,
       onStdout: (c) => (this.json ? out.push(c) : process.stdout.write(c)),
       onStderr: (c) => (this.json ? err.push(c) : process.stderr.write(c)),
-    });
+      });
+    } catch (e) {
+      if (pipeClosed) return 128 + 13;
+      throw e;
+    }
     if (this.json) {
       this.printJson({ ...r, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     }

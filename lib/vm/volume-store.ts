@@ -22,6 +22,8 @@ export interface VolumeInfo {
 }
 
 const MIN_VOLUME = 16 * 1024 * 1024;
+/** The largest file most host filesystems (ext4 with 4 KiB blocks) can hold. */
+const MAX_VOLUME = 16 * 1024 ** 4 - 4096;
 
 /** Unreferenced volume files younger than this may belong to a create/clone in progress elsewhere. */
 const ORPHAN_GRACE_MS = 10 * 60_000;
@@ -63,16 +65,24 @@ export class VolumeStore {
   /** Creates an empty ext4 volume of `size` bytes (sparse: it takes disk space as it fills). */
   async create(name: string, opts: { user: string; size: number; signal?: AbortSignal }): Promise<VolumeInfo> {
     validateName('volume', name);
-    if (!Number.isSafeInteger(opts.size) || opts.size < MIN_VOLUME) {
-      throw new InvalidArgumentError(`invalid volume size ${opts.size}: at least ${MIN_VOLUME / 1024 / 1024} MiB`);
+    if (!Number.isSafeInteger(opts.size) || opts.size < MIN_VOLUME || opts.size > MAX_VOLUME) {
+      throw new InvalidArgumentError(`invalid volume size ${opts.size} bytes: it must be at least 16 MiB and less than 16 TiB`);
     }
     if (await this.o.metadata.getVolume(opts.user, name)) throw new VolumeExistsError(name);
     const work = await this.o.temp.create();
     try {
       const tmp = join(work, 'volume.ext4');
       const fh = await open(tmp, 'w', 0o600);
-      await fh.truncate(opts.size);
-      await fh.close();
+      try {
+        await fh.truncate(opts.size);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EFBIG') {
+          throw new InvalidArgumentError(`invalid volume size ${opts.size} bytes: too large for the filesystem holding the data dir`);
+        }
+        throw err;
+      } finally {
+        await fh.close();
+      }
       await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-m', '0', '-L', name.slice(0, 16), tmp], {
         signal: opts.signal,
         pkg: 'e2fsprogs',

@@ -12,6 +12,7 @@ import type { ExecRequest, ExecResult, SandboxSpec } from '../engine.js';
 const INNER = [
   'cwd=$1; uid=$2; gid=$3; shift 3',
   'c=$1; shift',
+  '[ -d "$cwd" ] || { echo "cannot change to directory $cwd: no such directory" >&2; exit 126; }',
   'case "$c" in',
   '  */*) ;;',
   '  *) set -f; IFS=:; found=',
@@ -84,6 +85,7 @@ export async function resolveUser(
   signal?: AbortSignal,
 ): Promise<{ uid: number; gid: number; home: string }> {
   const spec = user.trim() || 'root';
+  if (spec.split(':').length > 2) throw new InvalidArgumentError(`invalid user "${spec}": expected uid, uid:gid, name or name:group`);
   const [u, g] = spec.split(':', 2) as [string, string | undefined];
   const numeric = (s: string): boolean => /^\d+$/.test(s);
   if (spec === 'root' || spec === '0' || spec === '0:0') return { uid: 0, gid: 0, home: '/root' };
