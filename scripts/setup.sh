@@ -9,6 +9,7 @@ packages=(
   docker-registry skopeo umoci      # real registry and image tools for tests, demo and benchmark
   busybox-static mmdebstrap attr    # test and demo image contents
   apache2-utils jq                  # htpasswd for the auth-registry tests; jq for fixture oracles
+  cpio xz-utils libcap2-bin procps  # tests: initrd listing, xz layers, setcap/getcap, ps
   qemu-system-x86 qemu-utils        # the VM engine and copy-on-write overlays
   qemu-guest-agent linux-image-amd64  # the boot kit: qemu-ga and a kernel with its modules
   time                              # GNU time for the benchmark's peak RSS
