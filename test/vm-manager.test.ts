@@ -114,6 +114,16 @@ test.serial('exec through the CLI: exit code propagates, piped stdin arrives', a
   t.regex(timeout.stderr, /timed out/);
 });
 
+test.serial('ten concurrent execs in one process all complete, faster than one after another', async (t) => {
+  const sb = await bhatti.vms.get('main', { user });
+  const t0 = Date.now();
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => sb.run(['sh', '-c', `sleep 1; echo ${i}`])));
+  const wall = Date.now() - t0;
+  t.deepEqual(results.map((r) => r.exitCode), Array(10).fill(0));
+  t.deepEqual(results.map((r) => r.stdout), Array.from({ length: 10 }, (_, i) => `${i}\n`));
+  t.true(wall < 10_000, `10 × sleep 1 took ${wall} ms`);
+});
+
 test.serial('two processes can exec in one sandbox at once (the agent is shared between polls)', async (t) => {
   const t0 = Date.now();
   const slow = cli(['exec', 'main', '--', 'sh', '-c', 'sleep 6; echo slow']);

@@ -43,6 +43,9 @@ interface Pending {
   /** guest-sync: lines are skipped until a return with this id arrives. */
   syncId?: number;
   command: string;
+  /** The request's bytes; written only when it reaches the head of the queue. */
+  payload: Buffer;
+  written: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -152,17 +155,33 @@ export class QgaClient {
       return; // garbage from a previous client's half-written request
     }
     const head = this.queue[0];
-    if (!head) return; // a stale reply nobody waits for
+    if (!head || !head.written) return; // a stale reply nobody waits for
     if (head.syncId !== undefined) {
       if (msg.return !== head.syncId) return; // not ours: skip until our id comes back
       this.queue.shift();
       if (!head.discarded) head.resolve(msg.return);
+      this.writeNext();
       return;
     }
     this.queue.shift();
-    if (head.discarded) return;
-    if (msg.error) head.reject(new AgentError(`guest agent ${head.command} failed: ${msg.error.desc ?? msg.error.class ?? 'unknown error'}`));
-    else head.resolve(msg.return);
+    if (!head.discarded) {
+      if (msg.error) head.reject(new AgentError(`guest agent ${head.command} failed: ${msg.error.desc ?? msg.error.class ?? 'unknown error'}`));
+      else head.resolve(msg.return);
+    }
+    this.writeNext();
+  }
+
+  /**
+   * One request on the wire at a time: qemu-ga (7.2, over virtio-serial) loses requests when
+   * many arrive in one burst, so requests are not pipelined. Given-up requests that were never
+   * sent are dropped here instead of being sent.
+   */
+  private writeNext(): void {
+    while (this.queue.length > 0 && !this.queue[0]!.written && this.queue[0]!.discarded) this.queue.shift();
+    const head = this.queue[0];
+    if (!head || head.written || this.closedError) return;
+    head.written = true;
+    this.socket.write(head.payload);
   }
 
   private send(command: string, args: Record<string, unknown> | undefined, opts: CallOptions, syncId?: number): Promise<unknown> {
@@ -174,10 +193,16 @@ export class QgaClient {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
       };
+      const msg: Record<string, unknown> = { execute: command };
+      if (args) msg.arguments = args;
+      // 0xFF makes the agent's JSON parser drop any half-received request before a sync.
+      const prefix = syncId !== undefined ? '\xff' : '';
       const entry: Pending = {
         command,
         discarded: false,
         syncId,
+        payload: Buffer.concat([Buffer.from(prefix, 'latin1'), Buffer.from(JSON.stringify(msg) + '\n')]),
+        written: false,
         resolve: (v) => {
           cleanup();
           resolve(v);
@@ -196,6 +221,12 @@ export class QgaClient {
           return;
         }
         cleanup();
+        if (!entry.written) {
+          // Never sent (others were ahead of it): give up on it alone; the connection is fine.
+          entry.discarded = true;
+          reject(new AgentError(`guest agent busy: ${command} could not be sent within ${timeoutMs} ms`));
+          return;
+        }
         reject(new AgentError(`guest agent did not answer ${command} within ${timeoutMs} ms`));
         this.fail(new AgentError(`guest agent connection dropped after ${command} timed out`));
       }, timeoutMs);
@@ -206,11 +237,7 @@ export class QgaClient {
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.queue.push(entry);
-      const msg: Record<string, unknown> = { execute: command };
-      if (args) msg.arguments = args;
-      // 0xFF makes the agent's JSON parser drop any half-received request before a sync.
-      const prefix = syncId !== undefined ? '\xff' : '';
-      this.socket.write(Buffer.concat([Buffer.from(prefix, 'latin1'), Buffer.from(JSON.stringify(msg) + '\n')]));
+      this.writeNext();
     });
   }
 
