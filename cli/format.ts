@@ -14,26 +14,23 @@ export function sanitize(text: string): string {
 }
 
 export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+  return scaled(n, 1000, ['B', 'kB', 'MB', 'GB', 'TB']);
 }
 
 /** Sizes given in binary units (volumes, memory) are shown in binary units. */
 export function formatBinaryBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  return scaled(n, 1024, ['B', 'KiB', 'MiB', 'GiB', 'TiB']);
+}
+
+function scaled(n: number, base: number, units: string[]): string {
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
+  while (v >= base && i < units.length - 1) {
+    v /= base;
     i++;
   }
-  return i === 0 ? `${v} B` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+  if (i === 0) return `${v} B`;
+  return `${Number.isInteger(v) ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
 /** `sha256:0123456789ab…` → `0123456789ab`, the way docker shows IDs. */

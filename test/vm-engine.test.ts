@@ -4,9 +4,10 @@
  * busybox-static for the guest's userland, mke2fs -d for the images; e2fsck and debugfs judge.
  */
 import test from 'ava';
+import { qemuProcessesMentioning } from './helpers/processes.js';
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { createReadStream, readFileSync, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,21 +49,6 @@ async function e2fsckClean(image: string): Promise<{ ok: boolean; out: string }>
 function debugfsCat(image: string, path: string): string {
   const r = spawnSync('debugfs', ['-R', `cat ${path}`, image], { encoding: 'utf8' });
   return r.stdout;
-}
-
-/** QEMU processes whose command line mentions `needle` (our sandbox dirs are unique). */
-function qemuProcessesMentioning(needle: string): number[] {
-  const pids: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
-      if (cmd.includes('qemu-system') && cmd.includes(needle)) pids.push(Number(e));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
 }
 
 async function run(argv: string[], extra: Partial<Parameters<QemuEngine['exec']>[2]> = {}) {

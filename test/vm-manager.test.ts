@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Bhatti, type BhattiError } from '../lib/index.js';
 import { cat, fsck } from './helpers/e2fs.js';
 import { fixtures, layoutRef } from './helpers/fixtures.js';
+import { qemuProcessesMentioning } from './helpers/processes.js';
 import { startRegistry, type TestRegistry } from './helpers/registry.js';
 
 const root = resolve(fileURLToPath(import.meta.url), '../..');
@@ -23,20 +24,8 @@ let dataDir: string;
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-/** QEMU processes whose command line mentions this test's data dir. */
-function qemuProcesses(): number[] {
-  const pids: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cmd.includes('qemu-system') && cmd.includes(dataDir)) pids.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
+/** QEMU processes of this test's data dir. */
+const qemuProcesses = (): number[] => qemuProcessesMentioning(dataDir);
 
 function cli(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
