@@ -228,6 +228,22 @@ test.serial('volumes: mounted rw and ro, survive destroy, clone, refuse deletion
   t.deepEqual((await bhatti.volumes.list({ user })).map((v) => v.name), ['data-copy', 'ref']);
 });
 
+test.serial('two concurrent creates cannot both attach one volume read-write', async (t) => {
+  await bhatti.volumes.create('contended', { user, size: 32 << 20 });
+  const volumes = [{ volume: 'contended', mountPath: '/c', readOnly: false }];
+  const results = await Promise.allSettled([
+    bhatti.vms.create('race1', { user, image: 'multi', memoryMiB: 256, volumes }),
+    bhatti.vms.create('race2', { user, image: 'multi', memoryMiB: 256, volumes }),
+  ]);
+  const won = results.filter((r) => r.status === 'fulfilled');
+  const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  t.is(won.length, 1, JSON.stringify(lost.map((l) => String(l.reason))));
+  t.is(lost[0]!.reason.code, 'VOLUME_IN_USE');
+  for (const name of ['race1', 'race2']) await bhatti.vms.destroy(name, { user }).catch(() => undefined);
+  await bhatti.volumes.delete('contended', { user });
+  t.is(qemuProcesses().length, 1);
+});
+
 test.serial('bad input is refused with a clear error and leaves nothing behind', async (t) => {
   const before = readdirSync(join(dataDir, 'sandboxes')).sort();
   const cases: [Promise<unknown>, string, RegExp][] = [

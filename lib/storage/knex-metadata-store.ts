@@ -188,9 +188,16 @@ export class KnexMetadataStore implements MetadataStore {
     });
   }
 
-  async insertSandbox(r: SandboxRecord): Promise<boolean> {
+  async insertSandbox(
+    r: SandboxRecord,
+  ): Promise<{ ok: true } | { ok: false; reason: 'name-taken' } | { ok: false; reason: 'volume-busy'; volumeId: string }> {
     try {
-      await this.knex.transaction(async (trx) => {
+      return await this.knex.transaction(async (trx) => {
+        for (const v of r.volumes) {
+          const users = await trx('sandbox_volumes').where({ volume_id: v.volumeId }).select('read_only');
+          const writer = users.some((u: { read_only: unknown }) => !u.read_only);
+          if (writer || (!v.readOnly && users.length > 0)) return { ok: false as const, reason: 'volume-busy' as const, volumeId: v.volumeId };
+        }
         await trx('sandboxes').insert({
           id: r.id,
           name: r.name,
@@ -211,10 +218,10 @@ export class KnexMetadataStore implements MetadataStore {
             r.volumes.map((v) => ({ sandbox_id: r.id, volume_id: v.volumeId, mount_path: v.mountPath, read_only: v.readOnly })),
           );
         }
+        return { ok: true as const };
       });
-      return true;
     } catch (err) {
-      if (isUniqueViolation(err)) return false;
+      if (isUniqueViolation(err)) return { ok: false, reason: 'name-taken' };
       throw err;
     }
   }

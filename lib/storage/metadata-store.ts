@@ -101,8 +101,13 @@ export interface MetadataStore {
   listBlobs(): Promise<(BlobRecord & { lastUsed: Date })[]>;
   deleteBlob(digest: string): Promise<void>;
 
-  /** Inserts a sandbox with its volume attachments; ImageExistsError-like failure is reported as a boolean. */
-  insertSandbox(record: SandboxRecord): Promise<boolean>;
+  /**
+   * Inserts a sandbox with its volume attachments in one transaction. Returns `name-taken` if
+   * the owner has a sandbox of that name, or the id of a volume it cannot attach (another
+   * sandbox writes to it, or it wants to write to one others use) — checked inside the same
+   * transaction, so two concurrent creates cannot both attach one volume read-write.
+   */
+  insertSandbox(record: SandboxRecord): Promise<{ ok: true } | { ok: false; reason: 'name-taken' } | { ok: false; reason: 'volume-busy'; volumeId: string }>;
   updateSandbox(id: string, change: { state?: SandboxState; runtime?: Record<string, unknown> | null }): Promise<void>;
   /** Moves a sandbox from state `from` to `to` only if it is still in `from`; false if another process got there first. */
   transitionSandbox(id: string, from: SandboxState, to: SandboxState, runtime: Record<string, unknown> | null): Promise<boolean>;

@@ -184,7 +184,12 @@ export class VmManager {
       createdAt: new Date(),
     };
     // The row reserves the name before any work, so two creates of one name cannot both boot.
-    if (!(await this.o.metadata.insertSandbox(record))) throw new SandboxExistsError(name);
+    const inserted = await this.o.metadata.insertSandbox(record);
+    if (!inserted.ok) {
+      if (inserted.reason === 'name-taken') throw new SandboxExistsError(name);
+      const vol = opts.volumes!.find((_, i) => mounts[i]!.volumeId === inserted.volumeId)!;
+      throw new VolumeInUseError(vol.volume, `volume "${vol.volume}" is already attached to another sandbox`);
+    }
     const spec = await this.#spec(record);
     let info: RunningInfo | undefined;
     try {
