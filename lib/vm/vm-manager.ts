@@ -123,7 +123,11 @@ export class VmManager {
   async #record(name: string, user: string): Promise<SandboxRecord> {
     const r = await this.o.metadata.getSandbox(user, name);
     if (!r) throw new SandboxNotFoundError(name);
-    // A process that died behind our back is reported as stopped, not as running.
+    return this.#reconcile(r);
+  }
+
+  /** A process that died behind our back is reported (and recorded) as stopped, not as running. */
+  async #reconcile(r: SandboxRecord): Promise<SandboxRecord> {
     if (r.state === 'running' && !this.#alive(r)) {
       await this.o.metadata.updateSandbox(r.id, { state: 'stopped', runtime: null });
       return { ...r, state: 'stopped', runtime: null };
@@ -219,7 +223,7 @@ export class VmManager {
   async list(opts: { user: string; signal?: AbortSignal }): Promise<SandboxInfo[]> {
     throwIfAborted(opts.signal);
     const out: SandboxInfo[] = [];
-    for (const r of await this.o.metadata.listSandboxes([opts.user])) out.push(await this.#info(await this.#record(r.name, opts.user)));
+    for (const r of await this.o.metadata.listSandboxes([opts.user])) out.push(await this.#info(await this.#reconcile(r)));
     return out;
   }
 
